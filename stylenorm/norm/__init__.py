@@ -1,0 +1,84 @@
+"""The normalization suite: every layer by class or by spec string.
+
+>>> from stylenorm.norm import make_norm
+>>> bn = make_norm("batch", 64)                      # torch.nn.BatchNorm2d compatible
+>>> cin = make_norm("cin", 64, num_styles=8)         # cin(x, style_ids) or cin(x, weights)
+>>> spade = make_norm("spade:instance:3x3", 64, label_nc=151)   # spade(x, segmap)
+
+Any statistic pairs with any modulation without a new class::
+
+    Normalization(make_stats("group:8", 64), EmbeddingAffine(10, 64), num_features=64)
+"""
+
+from stylenorm.norm.base import Modulation, Normalization, modulate
+from stylenorm.norm.layers import (
+    IBN,
+    EvoNormB0,
+    EvoNormS0,
+    FilterResponseNorm,
+    MomentShortcut,
+    PositionalNorm,
+    moment_shortcut,
+)
+from stylenorm.norm.modulation import (
+    ChannelAffine,
+    EmbeddingAffine,
+    StyleStatistics,
+    VectorAffine,
+    style_moments,
+)
+from stylenorm.norm.registry import (
+    available_norms,
+    available_stats,
+    make_norm,
+    make_stats,
+    parse_spec,
+)
+from stylenorm.norm.spade import ClassModulation, SpatialModulation
+from stylenorm.norm.stats import (
+    BatchRenormStats,
+    BatchStats,
+    FRNStats,
+    GroupStats,
+    IdentityStats,
+    InstanceStats,
+    PositionStats,
+    RMSStats,
+    SwitchableStats,
+    group_normalize,
+)
+
+__all__ = [
+    "IBN",
+    "BatchRenormStats",
+    "BatchStats",
+    "ChannelAffine",
+    "ClassModulation",
+    "EmbeddingAffine",
+    "EvoNormB0",
+    "EvoNormS0",
+    "FRNStats",
+    "FilterResponseNorm",
+    "GroupStats",
+    "IdentityStats",
+    "InstanceStats",
+    "Modulation",
+    "MomentShortcut",
+    "Normalization",
+    "PositionStats",
+    "PositionalNorm",
+    "RMSStats",
+    "SpatialModulation",
+    "StyleStatistics",
+    "SwitchableStats",
+    "VectorAffine",
+    "available_norms",
+    "available_stats",
+    "group_normalize",
+    "make_norm",
+    "make_stats",
+    "modulate",
+    "moment_shortcut",
+    "parse_spec",
+    "style_moments",
+]
