@@ -168,7 +168,7 @@ class EvoNormS0(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """x (N, C, H, W) -> (N, C, H, W)."""
         check_features(x, self.num_features, "EvoNormS0")
-        n, c, h, w = x.shape
+        n, c, _h, _w = x.shape
         var = torch.var(x.reshape(n, self.groups, -1), dim=2, correction=0)
         inv = torch.rsqrt(var + self.eps).repeat_interleave(c // self.groups, dim=1)
         num = x * torch.sigmoid(self.v.view(1, -1, 1, 1) * x)

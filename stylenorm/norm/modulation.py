@@ -101,7 +101,7 @@ class VectorAffine(Modulation):
         self.num_features = num_features
         self.weight = nn.Parameter(torch.ones(num_features))
         self.bias = nn.Parameter(torch.zeros(num_features))
-        out = nn.Linear(cond_dim if not hidden else hidden, 2 * num_features)
+        out = nn.Linear(hidden if hidden else cond_dim, 2 * num_features)
         nn.init.zeros_(out.weight)
         nn.init.zeros_(out.bias)
         layers: list[nn.Module] = [nn.Linear(cond_dim, hidden), nn.ReLU()] if hidden else []
