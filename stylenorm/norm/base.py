@@ -92,8 +92,9 @@ class Normalization(nn.Module):
     ) -> None:
         super().__init__()
         self.num_features = num_features
-        self.stats = stats
+        # modulation first: the state dict then lists weight, bias, running_* like torch's
         self.modulation = modulation
+        self.stats = stats
         self._check_disjoint_keys()
         self._register_state_dict_hook(_flatten_parts)
         self._register_load_state_dict_pre_hook(_nest_parts, with_module=True)
@@ -139,9 +140,8 @@ class Normalization(nn.Module):
         return f"{type(self).__name__}({type(self.stats).__name__} × {mod})"
 
     def _parts(self) -> dict[str, nn.Module]:
-        parts = {"stats": self.stats}
-        if self.modulation is not None:
-            parts["modulation"] = self.modulation
+        parts = {"modulation": self.modulation} if self.modulation is not None else {}
+        parts["stats"] = self.stats
         return parts
 
     def _flat_to_nested(self) -> dict[str, str]:
@@ -163,7 +163,7 @@ class Normalization(nn.Module):
 
 
 def _flatten_parts(module: Normalization, state_dict: dict, prefix: str, _meta: Any) -> None:
-    for part_name in ("stats", "modulation"):
+    for part_name in ("modulation", "stats"):
         head = f"{prefix}{part_name}."
         for key in [k for k in state_dict if k.startswith(head)]:
             state_dict[prefix + key[len(head):]] = state_dict.pop(key)

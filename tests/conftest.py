@@ -1,0 +1,35 @@
+"""Shared test helpers: float64 reference formulas and deterministic seeding."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import Tensor
+
+
+@pytest.fixture(autouse=True)
+def _seed() -> None:
+    torch.manual_seed(0)
+
+
+def reference_norm(x: Tensor, dims: tuple[int, ...], eps: float = 1e-5, correction: int = 0) -> Tensor:
+    """(x − mean)/sqrt(var + eps) over dims, written out from the definition."""
+    mean = x.mean(dim=dims, keepdim=True)
+    m = 1
+    for d in dims:
+        m *= x.shape[d]
+    var = ((x - mean) ** 2).sum(dim=dims, keepdim=True) / (m - correction)
+    return (x - mean) / torch.sqrt(var + eps)
+
+
+def per_channel(t: Tensor) -> Tensor:
+    """A (C,) vector viewed as (1, C, 1, 1)."""
+    return t.view(1, -1, 1, 1)
+
+
+def randomize_(module: torch.nn.Module) -> torch.nn.Module:
+    """Fill every parameter with random values, so equalities are not trivially true."""
+    with torch.no_grad():
+        for p in module.parameters():
+            p.copy_(torch.rand_like(p) + 0.5)
+    return module
