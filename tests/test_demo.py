@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
 from PIL import Image
 
@@ -24,7 +25,7 @@ def test_demo_writes_a_picture_whose_result_has_the_style_colours(tmp_path: Path
     assert torch.corrcoef(torch.stack([lum_c, lum_r]))[0, 1] > 0.8
 
 
-def test_cli_lists_norms(capsys) -> None:  # noqa: ANN001
+def test_cli_lists_norms(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["norms"]) == 0
     printed = capsys.readouterr().out
     assert "spade:<stats>:<k>x<k>" in printed and "group:G" in printed

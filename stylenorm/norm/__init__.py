@@ -11,6 +11,8 @@ Any statistic pairs with any modulation without a new class::
 """
 
 from stylenorm.norm.base import Modulation, Normalization, modulate
+from stylenorm.norm.cross_iter import CrossIterBatchNorm2d, CrossIterBatchStats
+from stylenorm.norm.distributed import SyncBatchStats, to_sync_batch_norm
 from stylenorm.norm.layers import (
     IBN,
     EvoNormB0,
@@ -32,6 +34,7 @@ from stylenorm.norm.registry import (
     available_stats,
     make_norm,
     make_stats,
+    norm_entry,
     parse_spec,
 )
 from stylenorm.norm.spade import ClassModulation, SpatialModulation
@@ -47,6 +50,8 @@ from stylenorm.norm.stats import (
     SwitchableStats,
     group_normalize,
 )
+from stylenorm.norm.tools import adapt_batch_norm, convert_norms
+from stylenorm.norm.weight import CosineConv2d, CosineLinear, spectral_norm, weight_norm
 
 __all__ = [
     "IBN",
@@ -54,6 +59,10 @@ __all__ = [
     "BatchStats",
     "ChannelAffine",
     "ClassModulation",
+    "CosineConv2d",
+    "CosineLinear",
+    "CrossIterBatchNorm2d",
+    "CrossIterBatchStats",
     "EmbeddingAffine",
     "EvoNormB0",
     "EvoNormS0",
@@ -71,14 +80,21 @@ __all__ = [
     "SpatialModulation",
     "StyleStatistics",
     "SwitchableStats",
+    "SyncBatchStats",
     "VectorAffine",
+    "adapt_batch_norm",
     "available_norms",
     "available_stats",
+    "convert_norms",
     "group_normalize",
     "make_norm",
     "make_stats",
     "modulate",
     "moment_shortcut",
+    "norm_entry",
     "parse_spec",
+    "spectral_norm",
     "style_moments",
+    "to_sync_batch_norm",
+    "weight_norm",
 ]

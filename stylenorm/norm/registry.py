@@ -102,6 +102,11 @@ def make_norm(spec: str, num_features: int, **options: Any) -> nn.Module:
     return entry.build(num_features, args, spec, **options)
 
 
+def norm_entry(spec: str) -> Entry:
+    """The registry entry behind a norm spec (options, conditional flag); SpecError if unknown."""
+    return _lookup(_NORMS, spec, "norm")[0]
+
+
 def available_norms() -> dict[str, str]:
     """Every norm spec usage mapped to a one-line summary."""
     return {e.usage: e.summary for e in _NORMS.values()}

@@ -115,7 +115,8 @@ def test_vector_cbn_and_film_are_affines_from_an_mlp() -> None:
     torch.testing.assert_close(cbn(x, e), expected, rtol=0, atol=1e-10)
     film = randomize_(make_norm("film", 4, cond_dim=6).double())
     delta = film.modulation.delta(e)
-    expected = x * (film.weight + delta[:, :4])[:, :, None, None] + (film.bias + delta[:, 4:])[:, :, None, None]
+    gamma, beta = film.weight + delta[:, :4], film.bias + delta[:, 4:]
+    expected = x * gamma[:, :, None, None] + beta[:, :, None, None]
     torch.testing.assert_close(film(x, e), expected, rtol=0, atol=1e-10)
     with pytest.raises(ShapeError, match=r"\(N, cond_dim\) = \(3, 6\)"):
         film(x, torch.randn(3, 5, dtype=D))
@@ -311,7 +312,8 @@ def test_per_sample_affine_path_has_the_reference_gradient() -> None:
     x = x64(2, 3, 4, 4).requires_grad_()
     styles = torch.tensor([1, 0])
     y = cin(x, styles)
-    ref = reference_norm(x, (2, 3)) * cin.weight[styles][:, :, None, None] + cin.bias[styles][:, :, None, None]
+    gamma, beta = cin.weight[styles][:, :, None, None], cin.bias[styles][:, :, None, None]
+    ref = reference_norm(x, (2, 3)) * gamma + beta
     g = torch.randn_like(y)
     grads = torch.autograd.grad(y, (x, cin.weight), g)
     ref_grads = torch.autograd.grad(ref, (x, cin.weight), g)
