@@ -118,9 +118,11 @@ class SyncBatchStats(BatchStats):
         dtype = torch.promote_types(x.dtype, torch.float32)  # statistics in ≥ fp32
         xs = x.to(dtype)
         local_n = x.numel() // c
-        total_local = xs.sum(dim=(0, 2, 3))
-        mean_local = total_local / max(local_n, 1)  # an empty part contributes n = 0, m = M2 = 0
-        m2_local = (xs - mean_local.view(1, c, 1, 1)).square().sum(dim=(0, 2, 3))
+        if local_n > 0:
+            var_local, mean_local = torch.var_mean(xs, dim=(0, 2, 3), correction=0)
+            m2_local = var_local * local_n
+        else:  # an empty part still joins the gather, with n = 0 and m = M2 = 0
+            mean_local = m2_local = xs.new_zeros(c)
         count = torch.full((1,), float(local_n), dtype=dtype, device=x.device)
         packed = torch.cat([count, mean_local, m2_local])
         rows = _GatherRows.apply(packed, group, world, dist.get_rank(group))  # (W, 2C + 1)

@@ -53,7 +53,12 @@ class SpatialModulation(Modulation):
         if segmap.shape[2:] != x.shape[2:]:
             segmap = F.interpolate(segmap, size=x.shape[2:], mode="nearest")
         actv = self.mlp_shared(segmap)
-        return 1 + self.mlp_gamma(actv), self.mlp_beta(actv)
+        # One conv for γ and β reads the hidden map once; the "1 +" rides in γ's bias
+        # (1 + Wa + b = Wa + (b + 1)), saving a full pass over the (N, C, H, W) output.
+        weight = torch.cat([self.mlp_gamma.weight, self.mlp_beta.weight])
+        bias = torch.cat([self.mlp_gamma.bias + 1, self.mlp_beta.bias])
+        scale, shift = F.conv2d(actv, weight, bias, padding=self.mlp_gamma.padding).chunk(2, dim=1)
+        return scale, shift
 
 
 class ClassModulation(Modulation):

@@ -277,9 +277,9 @@ class FRNStats(nn.Module):
 
     def forward(self, x: Tensor, scale: Tensor | None = None, shift: Tensor | None = None) -> Tensor:
         """x (N, C, H, W) -> x̂ · scale + shift."""
-        nu2 = x.square().mean(dim=(2, 3), keepdim=True)
-        inv = torch.rsqrt(nu2 + self.eps.abs().view(1, -1, 1, 1))
-        return modulate(x * inv, scale, shift)
+        nu2 = x.square().mean(dim=(2, 3))
+        inv = torch.rsqrt(nu2 + self.eps.abs())  # (N, C)
+        return _apply_moments(x, torch.zeros_like(inv), inv, scale, shift)
 
 
 class SwitchableStats(_RunningStats):
