@@ -1,31 +1,64 @@
-"""The ``stylenorm`` command."""
+"""The ``stylenorm`` command: one subcommand per job, each registered by the module that owns it."""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 
+from stylenorm.errors import StylenormError
 from stylenorm.norm import available_norms
 
+# module -> it defines add_parser(subparsers), registering subcommands with set_defaults(func=...)
+_SUBCOMMAND_MODULES = (
+    "stylenorm.train.cli",        # stylenorm train fast|multistyle|adain
+    "stylenorm.stylize_cli",      # stylenorm stylize, stylenorm models
+    "stylenorm.importexport_cli",  # stylenorm import …, stylenorm export …
+)
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point: ``stylenorm norms`` lists the norm specs; ``stylenorm demo`` writes a picture."""
-    parser = argparse.ArgumentParser(prog="stylenorm", description="normalization layers and generators")
-    sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("norms", help="list every norm spec make_norm understands")
-    demo = sub.add_parser("demo", help="write a one-picture tour of the library")
-    demo.add_argument("--out", default="demo.png")
-    args = parser.parse_args(argv)
-    if args.command == "norms":
-        usages = available_norms()
-        width = max(map(len, usages))
-        for usage, summary in usages.items():
-            print(f"{usage:<{width}}  {summary}")
-        return 0
+
+def _norms(args: argparse.Namespace) -> int:
+    usages = available_norms()
+    width = max(map(len, usages))
+    for usage, summary in usages.items():
+        print(f"{usage:<{width}}  {summary}")
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
     from stylenorm.demo import main as demo_main
 
     demo_main(["--out", args.out])
     return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser, with every available subcommand."""
+    parser = argparse.ArgumentParser(prog="stylenorm", description="normalization layers and generators")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("norms", help="list every norm spec make_norm understands").set_defaults(func=_norms)
+    demo = sub.add_parser("demo", help="write a one-picture tour of the library")
+    demo.add_argument("--out", default="demo.png")
+    demo.set_defaults(func=_demo)
+    for name in _SUBCOMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+            continue
+        module.add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; a StylenormError becomes a one-line message and exit status 2."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except StylenormError as exc:
+        print(f"stylenorm {args.command}: error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
