@@ -34,7 +34,7 @@ def lab_to_rgb(lab: Tensor) -> Tensor:
 
 
 class ColorTransfer(torch.nn.Module):
-    """``transfer(content, style)``: content (N, 3, H, W) takes style's (N or 1, 3, h, w) colour statistics."""
+    """Colour transfer: content (N, 3, H, W) takes the colour statistics of style (N or 1, 3, h, w)."""
 
     def __init__(self) -> None:
         super().__init__()

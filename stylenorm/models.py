@@ -101,9 +101,8 @@ def resolve(name_or_path: str | Path, models_dir: str | Path | None = None) -> P
         return found[name]
     if name in broken:
         raise ModelError(f"model {name!r} is broken: {broken[name]}")
-    raise ModelError(
-        f"no model named {name!r} in {models_dir or DEFAULT_MODELS_DIR}; available: {', '.join(found) or 'none'}"
-    )
+    where = models_dir or DEFAULT_MODELS_DIR
+    raise ModelError(f"no model named {name!r} in {where}; available: {', '.join(found) or 'none'}")
 
 
 def load(

@@ -86,7 +86,7 @@ def _atomic_write(path: Path, write: Any) -> None:
 def save_model(
     folder: str | Path, card: ModelCard, state: Mapping[str, Tensor] | None = None
 ) -> ModelCard:
-    """Write ``card.toml`` and (if given) ``weights.safetensors`` atomically; returns the card with its checksum."""
+    """Write card.toml and (if given) weights.safetensors atomically; returns the card with its checksum."""
     folder = Path(folder)
     check_name(card.name)
     folder.mkdir(parents=True, exist_ok=True)
@@ -113,12 +113,14 @@ def read_card(folder: str | Path) -> ModelCard:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError, ValidationError) as exc:
         raise ModelError(f"{path} is not a valid model card: {exc}") from exc
     if card.format_version > FORMAT_VERSION:
-        raise ModelError(f"{path} has format version {card.format_version}; this stylenorm reads {FORMAT_VERSION}")
+        raise ModelError(
+            f"{path} has format version {card.format_version}; this stylenorm reads {FORMAT_VERSION}"
+        )
     return card
 
 
 def load_weights(folder: str | Path, card: ModelCard | None = None) -> dict[str, Tensor]:
-    """Read ``weights.safetensors`` after checking it against the card's SHA-256 (empty if the model has none)."""
+    """Read weights.safetensors after checking its SHA-256 against the card (empty if there are none)."""
     folder = Path(folder)
     card = card or read_card(folder)
     path = folder / WEIGHTS

@@ -32,7 +32,8 @@ def decoder_for(encoder: VGGEncoder) -> nn.Sequential:
         c_in = widths[name]
         c_out = widths[convs[i - 1]] if i > 0 else 3
         if i > 0 and convs[i - 1][4] != name[4]:  # the block boundary: a pool in the encoder
-            layers += [nn.ReflectionPad2d(1), nn.Conv2d(c_in, c_out, 3), nn.ReLU(), nn.Upsample(scale_factor=2)]
+            layers += [nn.ReflectionPad2d(1), nn.Conv2d(c_in, c_out, 3), nn.ReLU()]
+            layers.append(nn.Upsample(scale_factor=2))
         else:
             layers += [nn.ReflectionPad2d(1), nn.Conv2d(c_in, c_out if i > 0 else 3, 3)]
             if i > 0:
@@ -137,9 +138,11 @@ class AdaINNet(nn.Module):
         if not 0.0 <= alpha <= 1.0:
             raise ShapeError(f"alpha must be in [0, 1]; got {alpha}")
         k = len(styles)
-        if weights is not None:
-            if len(weights) != k or any(wt < 0 for wt in weights) or sum(weights) <= 0:
-                raise ShapeError(f"need {k} non-negative style weights with a positive sum; got {weights}")
+        bad_weights = weights is not None and (
+            len(weights) != k or any(wt < 0 for wt in weights) or sum(weights) <= 0
+        )
+        if bad_weights:
+            raise ShapeError(f"need {k} non-negative style weights with a positive sum; got {weights}")
         if masks is not None and len(masks) != k:
             raise ShapeError(f"need one mask per style: {k} styles, {len(masks)} masks")
         stats: list[StyleStats] = []
@@ -167,8 +170,11 @@ class AdaINNet(nn.Module):
         grid = []
         for m in masks:
             if m.dim() != 2 or tuple(m.shape) != tuple(size):
-                raise ShapeError(f"each mask must be (H, W) = {tuple(size)} like the content; got {tuple(m.shape)}")
-            m = F.pad(m[None, None].float(), (0, padded[1] - size[1], 0, padded[0] - size[0]), mode="replicate")
+                raise ShapeError(
+                    f"each mask must be (H, W) = {tuple(size)} like the content; got {tuple(m.shape)}"
+                )
+            pad = (0, padded[1] - size[1], 0, padded[0] - size[0])
+            m = F.pad(m[None, None].float(), pad, mode="replicate")
             grid.append(F.interpolate(m, size=feat.shape[2:], mode="nearest")[0, 0])
         weights = torch.stack(grid)
         weights = weights / weights.sum(0, keepdim=True).clamp_min(1e-8)  # overlapping masks share
