@@ -91,12 +91,12 @@ def save_model(
     check_name(card.name)
     folder.mkdir(parents=True, exist_ok=True)
     weights = folder / WEIGHTS
-    if state is not None:
+    if state:  # a model without tensors (colour transfer) has no weights file
         tensors = {k: v.detach().contiguous().cpu() for k, v in state.items()}
         _atomic_write(weights, lambda p: save_file(tensors, str(p), metadata={"name": card.name}))
         card = card.model_copy(update={"sha256": _sha256(weights)})
-    elif weights.exists():
-        weights.unlink()
+    else:
+        weights.unlink(missing_ok=True)
         card = card.model_copy(update={"sha256": ""})
     text = tomli_w.dumps(card.model_dump(mode="json"))
     _atomic_write(folder / CARD, lambda p: p.write_text(text, encoding="utf-8"))
