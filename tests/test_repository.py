@@ -61,7 +61,7 @@ def test_a_broken_folder_is_reported_and_the_others_still_load(tmp_path: Path) -
     found, broken = scan(tmp_path)
     assert list(found) == ["good"] and set(broken) == {"bad", "empty"}
     assert "not a valid model card" in broken["bad"]
-    with pytest.raises(ModelError, match="no model named 'nope'.*available: good"):
+    with pytest.raises(ModelError, match=r"no model named 'nope'.*available: good"):
         models.load("nope", tmp_path)
 
 

@@ -81,7 +81,7 @@ def test_missing_or_unfitting_weights_name_the_file(tmp_path: Path, monkeypatch:
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
     with pytest.raises(MissingWeightsError, match=r"vgg19-dcbb9e9d\.pth.*--encoder random"):
         load_vgg_weights(VGGEncoder(19, "relu1_1"))
-    with pytest.raises(MissingWeightsError, match="vgg_normalised.pth"):
+    with pytest.raises(MissingWeightsError, match=r"vgg_normalised\.pth"):
         load_vgg_weights(VGGEncoder(19, "relu1_1", "normalised"))
     _partial_torchvision_file(tmp_path / "small.pth")
     with pytest.raises(SpecError, match="does not fit"):
