@@ -100,8 +100,8 @@ class RefTransformerNet(nn.Module):
         return self.deconv3(y)
 
 
-INSTANCE_NORM_NAMES = ("in1", "in2", "in3", "in4", "in5") + tuple(
-    f"res{i}.in{j}" for i in range(1, 6) for j in (1, 2)
+INSTANCE_NORM_NAMES = (
+    "in1", "in2", "in3", "in4", "in5", *(f"res{i}.in{j}" for i in range(1, 6) for j in (1, 2))
 )
 
 
@@ -188,6 +188,15 @@ def randomize(module: nn.Module, seed: int, scale: float = 1.0) -> nn.Module:
                 m.weight.copy_(torch.rand(m.weight.shape, generator=g) + 0.5)
                 m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
     return module
+
+
+def published_like_fast_net(seed: int) -> RefTransformerNet:
+    """A random TransformerNet whose outputs span [0, 255] like a trained one (a few pixels clip)."""
+    net = randomize(RefTransformerNet(), seed)
+    with torch.no_grad():  # random layers give outputs of std ~1: stretch the last conv to pixel scale
+        net.deconv3.conv2d.weight.mul_(60.0)
+        net.deconv3.conv2d.bias.fill_(127.5)
+    return net.eval()
 
 
 def save_published(state: dict[str, Tensor], path: Path) -> Path:
