@@ -1,0 +1,157 @@
+"""``stylenorm stylize`` (an image or a folder, any model family) and ``stylenorm models`` (the list)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+
+from stylenorm.errors import SpecError
+from stylenorm.imageio import (
+    IMAGE_SUFFIXES,
+    ImageError,
+    ImageNotFound,
+    load_image,
+    load_mask,
+    output_format,
+    resize_mask,
+    save_image,
+)
+from stylenorm.models import DEFAULT_MODELS_DIR, load
+from stylenorm.repository import read_card, scan
+from stylenorm.stylize import StyleCache, resize_to, stylize
+from stylenorm.tiling import MIN_TILE
+
+DEFAULT_MAX_UNTILED = 16_000_000  # above this many content pixels the command tiles by itself
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Register ``stylize`` and ``models`` on the ``stylenorm`` command's subparsers."""
+    p = subparsers.add_parser(
+        "stylize",
+        help="stylize an image or a folder of images with a model from the repository",
+        description=(
+            "Stylize with any repository model. fast: no --style; multistyle: --style NAME ... "
+            "(names from the model's card, mixed by --style-weights); adain: --style IMAGE ... with "
+            "--style-weights or --mask, --alpha, --preserve-color; color: one --style IMAGE, --alpha. "
+            "Options a model does not support are errors. Large images run in exact tiles."
+        ),
+    )
+    p.add_argument("--model", required=True, help="model name (in --models-dir) or path to a model folder")
+    p.add_argument("--content", required=True, help="content image, or a folder of them")
+    p.add_argument("--style", nargs="+", action="extend", default=None, metavar="IMG_OR_NAME",
+                   help="style images (adain, color) or style names (multistyle)")
+    p.add_argument("--style-weights", nargs="+", action="extend", type=float, default=None, metavar="W",
+                   help="one weight per style, normalized to sum 1 (mixing)")
+    p.add_argument("--alpha", type=float, default=1.0, help="content (0) to full style (1); adain, color")
+    p.add_argument("--preserve-color", action="store_true",
+                   help="keep the content's colours (adain: CORAL on the styles; fast, multistyle: "
+                   "luminance-only transfer)")
+    p.add_argument("--mask", nargs="+", action="extend", default=None, metavar="M",
+                   help="one grayscale mask per style, the content's size: each style in its region (adain)")
+    p.add_argument("--size", type=int, default=None, metavar="S",
+                   help="bound the content's longer side to S pixels (never upscales; masks follow)")
+    p.add_argument("--style-size", type=int, default=None, metavar="S",
+                   help="bound the style images' longer side to S pixels")
+    p.add_argument("--tile", type=int, default=None, metavar="PX",
+                   help=f"compute in exact tiles of PX pixels (>= {MIN_TILE}): same result, less memory")
+    p.add_argument("--max-untiled-pixels", type=int, default=DEFAULT_MAX_UNTILED, metavar="N",
+                   help="tile automatically above N content pixels (default %(default)s)")
+    p.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: cuda when available")
+    p.add_argument("--half", action="store_true", help="float16 autocast (cuda only)")
+    p.add_argument("--quality", type=int, default=95, help="JPEG/WebP quality (default 95)")
+    p.add_argument("--models-dir", default=None, help=f"model repository (default {DEFAULT_MODELS_DIR})")
+    p.add_argument("--out", required=True,
+                   help="output file (format from its extension), or a folder when --content is a folder")
+    p.set_defaults(func=run_stylize)
+
+    m = subparsers.add_parser("models", help="list the models of the repository (and the broken ones)")
+    m.add_argument("--models-dir", default=None, help=f"model repository (default {DEFAULT_MODELS_DIR})")
+    m.set_defaults(func=run_models)
+
+
+def _device(name: str | None) -> str:
+    if name is None:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise SpecError("--device cuda was asked for, but no CUDA device is available; use --device cpu")
+    return name
+
+
+def _contents(path: Path) -> tuple[list[Path], bool]:
+    """The content files and whether the path was a folder."""
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise ImageError(f"{path} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+        return files, True
+    if not path.exists():
+        raise ImageNotFound(f"content {path} does not exist")
+    return [path], False
+
+
+def run_stylize(args: argparse.Namespace) -> int:
+    """``stylenorm stylize``: write one stylized image per content image; returns the exit status."""
+    contents, folder = _contents(Path(args.content))
+    out = Path(args.out)
+    folder = folder or out.is_dir()  # one content into an existing folder: named as for a folder
+    if folder:
+        if out.exists() and not out.is_dir():
+            raise SpecError(f"--content is a folder, so --out must be a folder; {out} is a file")
+        stems = [p.stem for p in contents]
+        twins = sorted({s for s in stems if stems.count(s) > 1})
+        if twins:
+            raise SpecError(
+                f"contents named {', '.join(twins)} exist in several formats and would share an output name"
+            )
+    else:
+        output_format(out)  # an unknown extension fails before any work
+    if args.tile is not None and args.tile < MIN_TILE:
+        raise SpecError(f"--tile must be at least {MIN_TILE} pixels; got {args.tile}")
+    model = load(args.model, args.models_dir, _device(args.device))
+    if model.card.architecture in ("fast", "multistyle"):  # names (fast takes none: stylize says so)
+        if args.style_size is not None:
+            raise SpecError(f"--style-size resizes style images; {model.card.architecture} models take none")
+        styles: list = list(args.style or [])
+    else:  # style images, bounded like the content
+        styles = [resize_to(load_image(s), args.style_size) for s in args.style or []]
+    cache = StyleCache()  # a folder of contents encodes each style once
+    for path in contents:
+        content = load_image(path)
+        size = tuple(content.shape[2:])
+        masks = [load_mask(m, size=size) for m in args.mask] if args.mask else None
+        content = resize_to(content, args.size)
+        if masks is not None:
+            masks = [resize_mask(mk, tuple(content.shape[2:])) for mk in masks]
+        result = stylize(
+            model, content, styles, args.style_weights, args.alpha, args.preserve_color, masks,
+            args.tile, args.max_untiled_pixels, cache=cache, half=args.half,
+        )
+        target = out / f"{path.stem}_{model.card.name}.png" if folder else out
+        save_image(result, target, quality=args.quality)
+        print(target)
+    return 0
+
+
+def run_models(args: argparse.Namespace) -> int:
+    """``stylenorm models``: every model (name, architecture, styles, description), then the broken ones."""
+    root = Path(args.models_dir) if args.models_dir else DEFAULT_MODELS_DIR
+    found, broken = scan(root)
+    if not found and not broken:
+        print(f"no models in {root}")
+        return 0
+    rows = []
+    for name, folder in found.items():
+        card = read_card(folder)
+        rows.append((name, card.architecture, ", ".join(card.styles) or "-", card.description or "-"))
+    if rows:
+        header = ("NAME", "ARCHITECTURE", "STYLES", "DESCRIPTION")
+        widths = [max(len(r[i]) for r in [header, *rows]) for i in range(3)]
+        for r in [header, *rows]:
+            print("  ".join(c.ljust(w) for c, w in zip(r[:3], widths, strict=True)) + "  " + r[3])
+    if broken:
+        print(f"\nbroken models ({len(broken)}):")
+        for folder_name, error in broken.items():
+            print(f"  {folder_name}: {error}")
+    return 0
