@@ -14,6 +14,7 @@ _SUBCOMMAND_MODULES = (
     "stylenorm.train.cli",        # stylenorm train fast|multistyle|adain
     "stylenorm.stylize_cli",      # stylenorm stylize, stylenorm models
     "stylenorm.importexport_cli",  # stylenorm import …, stylenorm export …
+    "server.cli",                  # stylenorm serve
 )
 
 
@@ -44,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as exc:
-            if exc.name != name:
+            if exc.name not in (name, name.split(".")[0]):
                 raise
             continue
         module.add_parser(sub)

@@ -222,8 +222,9 @@ def stylize(
 ) -> Tensor:
     """Stylize content (1, 3, H, W) in [0, 1] with a repository model -> (1, 3, H, W) float32 in [0, 1].
 
-    ``styles``: style names (multistyle), style images (1, 3, h, w) or cached
-    (mean, std) (adain), one image (color), none (fast). ``style_weights`` mix
+    ``styles``: style names (multistyle), style images (1, 3, h, w), cached
+    (mean, std) or names of the model's gallery ``styles/<name>.png`` (adain),
+    one image or gallery name (color), none (fast). ``style_weights`` mix
     several styles (normalized to sum 1); ``masks`` (H, W) in [0, 1], one per
     style, give each AdaIN style its region instead. ``alpha`` goes from the
     content (0) to full style (1). ``tile`` (pixels) runs exact tiles;
@@ -289,6 +290,7 @@ def _run_adain(
 ) -> Tensor:
     net = model.module
     assert isinstance(net, AdaINNet)
+    styles = _resolve_names(model, styles)
     if not styles:
         raise SpecError(f"adain model {model.card.name!r} needs at least one style image")
     weights = _check_weights(weights, len(styles))
@@ -334,6 +336,21 @@ def _run_adain(
     return net.stylize(content.to(device), stats, weights, alpha, masks_dev, False)
 
 
+def named_style(model: LoadedModel, name: str) -> Tensor:
+    """The image of a named style of an adain/color model, ``styles/<name>.png``: (1, 3, h, w)."""
+    if name not in model.card.styles:
+        known = ", ".join(model.card.styles) or "none"
+        raise UnknownStyle(f"model {model.card.name!r} has no style {name!r}; its styles: {known}")
+    from stylenorm.imageio import load_image
+
+    return load_image(model.folder / "styles" / f"{name}.png")
+
+
+def _resolve_names(model: LoadedModel, styles: list) -> list:
+    """Style names (of the model's own gallery) become their images; other styles pass through."""
+    return [named_style(model, s) if isinstance(s, str) else s for s in styles]
+
+
 def _adain_stats(
     model: LoadedModel, net: AdaINNet, style: Tensor, tile: int | None, device: torch.device,
     cache: StyleCache | None,
@@ -356,6 +373,7 @@ def _run_color(
 ) -> Tensor:
     # pixelwise with global statistics: tiling would not change a thing, so it is not needed here
     _refuse("color", style_weights=weights, masks=masks, preserve_color=preserve_color)
+    styles = _resolve_names(model, styles)
     if len(styles) != 1 or not isinstance(styles[0], Tensor):
         raise SpecError(f"color models take exactly one style image; got {len(styles)} style(s)")
     style = _check_image(styles[0], "style image")

@@ -18,12 +18,22 @@ from stylenorm.imageio import (
     resize_mask,
     save_image,
 )
-from stylenorm.models import DEFAULT_MODELS_DIR, load
+from stylenorm.models import DEFAULT_MODELS_DIR, LoadedModel, load
 from stylenorm.repository import read_card, scan
-from stylenorm.stylize import StyleCache, resize_to, stylize
+from stylenorm.stylize import StyleCache, UnknownStyle, resize_to, stylize
 from stylenorm.tiling import MIN_TILE
 
 DEFAULT_MAX_UNTILED = 16_000_000  # above this many content pixels the command tiles by itself
+
+
+def _style_arg(model: LoadedModel, value: str, size: int | None) -> object:
+    """A style file, or a name of the model's gallery (kept as a name: stylize loads styles/<name>.png)."""
+    if Path(value).is_file():
+        return resize_to(load_image(value), size)
+    if value in model.card.styles:
+        return value
+    known = ", ".join(model.card.styles) or "none"
+    raise UnknownStyle(f"{value!r} is neither an image file nor a style of {model.card.name!r} ({known})")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -115,7 +125,7 @@ def run_stylize(args: argparse.Namespace) -> int:
             raise SpecError(f"--style-size resizes style images; {model.card.architecture} models take none")
         styles: list = list(args.style or [])
     else:  # style images, bounded like the content
-        styles = [resize_to(load_image(s), args.style_size) for s in args.style or []]
+        styles = [_style_arg(model, s, args.style_size) for s in args.style or []]
     cache = StyleCache()  # a folder of contents encodes each style once
     for path in contents:
         content = load_image(path)

@@ -272,7 +272,7 @@ def test_color_model_moves_the_colour_statistics(loaded: dict[str, LoadedModel])
         ("multi", {"styles": ["a", "b"], "style_weights": [1.0, -1.0]}, ShapeError, "non-negative"),
         ("multi", {"styles": [torch.rand(1, 3, 32, 32)]}, SpecError, "are names"),
         ("ada", {}, SpecError, "at least one style image"),
-        ("ada", {"styles": ["a"]}, SpecError, "multistyle models take names"),
+        ("ada", {"styles": ["a"]}, UnknownStyle, "has no style .a.; its styles: none"),
         ("ada", {"styles": [torch.rand(1, 3, 32, 32)], "alpha": 1.5}, ShapeError, "alpha must be"),
         ("ada", {"styles": [torch.rand(1, 3, 32, 32)] * 2, "style_weights": [1.0]}, ShapeError,
          "1 style weights"),
@@ -505,3 +505,23 @@ def test_cli_errors_exit_2_with_one_line(tmp_path: Path, models_dir: Path,
         assert err.startswith("stylenorm stylize: error:") and message in err, (options, err)
         assert "\n" not in err
     assert not (tmp_path / "o.png").exists()
+
+
+def test_gallery_names_of_color_and_adain_models_mean_their_style_images(tmp_path: Path) -> None:
+    from stylenorm.models import build, load, weights_to_save
+    from stylenorm.repository import ModelCard, save_model
+
+    style = torch.rand(1, 3, 20, 24)
+    content = torch.rand(1, 3, 32, 32)
+    small_adain = {"encoder": {"fmt": "random", "depth": 19, "last": "relu2_1"}}
+    for arch, args in (("color", {}), ("adain", small_adain)):
+        card = ModelCard(name=arch, architecture=arch, arguments=args, styles=["wave"])
+        save_model(tmp_path / arch, card, weights_to_save(card, build(card)))
+        (tmp_path / arch / "styles").mkdir()
+        save_image(style, tmp_path / arch / "styles" / "wave.png")
+        model = load(tmp_path / arch)
+        by_name = stylize(model, content, ["wave"])
+        by_image = stylize(model, content, [load_image(tmp_path / arch / "styles" / "wave.png")])
+        torch.testing.assert_close(by_name, by_image)
+        with pytest.raises(UnknownStyle, match="its styles: wave"):
+            stylize(model, content, ["sea"])
