@@ -1,10 +1,12 @@
-# The two commands of the README: `make run` and `make test`.
+# The two commands of the README: `make run` (the server) and `make test`.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+HOST   ?= 127.0.0.1
+PORT   ?= 8000
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench browser clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -12,15 +14,27 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
+# The main job: the HTTP server and its web page on the models in models/.
 run: $(STAMP)
-	$(BIN)/python -m stylenorm.demo --out demo.png
+	$(BIN)/stylenorm serve --host $(HOST) --port $(PORT)
 
-test: $(STAMP)
+# The web-page test drives Debian's headless Chromium; install it when we can (root + apt),
+# otherwise that one test is skipped and says why.
+browser:
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing Debian's chromium and chromium-driver for the web-page test"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null \
+		|| echo "could not install chromium: the web-page test will be skipped"; \
+	else echo "chromium not installed and no root: the web-page test will be skipped"; fi
+
+test: $(STAMP) browser
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -n 2 -q
 
 bench: $(STAMP)
 	$(BIN)/python bench/norms.py
+	$(BIN)/python bench/style.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
