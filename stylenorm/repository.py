@@ -71,7 +71,7 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _atomic_write(path: Path, write: Any) -> None:
+def atomic_write(path: Path, write: Any) -> None:
     """Write through a temporary file in the same folder, then rename over the target."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
@@ -94,13 +94,13 @@ def save_model(
     weights = folder / WEIGHTS
     if state:  # a model without tensors (colour transfer) has no weights file
         tensors = {k: v.detach().contiguous().cpu() for k, v in state.items()}
-        _atomic_write(weights, lambda p: save_file(tensors, str(p), metadata={"name": card.name}))
+        atomic_write(weights, lambda p: save_file(tensors, str(p), metadata={"name": card.name}))
         card = card.model_copy(update={"sha256": _sha256(weights)})
     else:
         weights.unlink(missing_ok=True)
         card = card.model_copy(update={"sha256": ""})
     text = tomli_w.dumps(card.model_dump(mode="json"))
-    _atomic_write(folder / CARD, lambda p: p.write_text(text, encoding="utf-8"))
+    atomic_write(folder / CARD, lambda p: p.write_text(text, encoding="utf-8"))
     return card
 
 

@@ -1,0 +1,320 @@
+"""The three style-transfer recipes the engine trains: ``fast``, ``multistyle`` and ``adain``.
+
+* ``fast`` (Johnson et al. 2016 with instance norm, as pytorch/examples
+  fast_neural_style): TransformerNet, one style image, VGG-16 loss net with
+  style taps relu1_2, relu2_2, relu3_3, relu4_3 (Gram loss) and content at
+  relu2_2; weights 1e5 / 1e10.
+* ``multistyle`` (Dumoulin et al. 2017): the same net with a ``cin`` style
+  table; each sample of a batch gets a random style; the style Grams are
+  computed once per style.
+* ``adain`` (Huang & Belongie 2017): only the decoder of an AdaINNet learns;
+  content loss MSE(enc(g(t)), t) at the encoder's last layer, mean/std style
+  loss over relu1_1 … up to it; weights 1 / 10.
+
+Each recipe builds its encoder first, so missing VGG weights are reported
+(MissingWeightsError, naming the file) before any data is read.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+import torchvision.transforms.functional as TF
+from torch import Tensor
+
+from stylenorm.data import DataError, ImageFolder, find_images, load_image
+from stylenorm.losses import content_loss, gram_matrix, gram_style_loss, mean_std_loss, total_variation
+from stylenorm.nets import AdaINNet, TransformerNet, VGGEncoder, hub_path, load_vgg_weights
+from stylenorm.repository import ModelCard
+from stylenorm.train.config import AdaINConfig, FastConfig, MultistyleConfig, TrainConfig
+
+log = logging.getLogger(__name__)
+
+GRAM_TAPS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3")  # pytorch/examples' Vgg16 outputs
+GRAM_CONTENT = "relu2_2"
+PREVIEW = 4  # samples per sample-grid row
+_IMAGE_CONTRACT = "RGB float in [0, 1], (N, 3, H, W)"
+
+
+def build_encoder(cfg: TrainConfig, depth: int, last: str, device: torch.device) -> VGGEncoder:
+    """The frozen VGG the recipe's losses use, with its weights loaded (MissingWeightsError if absent)."""
+    encoder = VGGEncoder(depth=depth, last=last, fmt=cfg.encoder, seed=cfg.encoder_seed)
+    if cfg.encoder == "random":
+        log.warning(
+            "training with the random encoder (seed %d): works offline, but expect lower quality than "
+            "with pretrained VGG weights", cfg.encoder_seed,
+        )
+    load_vgg_weights(encoder, cfg.encoder_weights)
+    return encoder.to(device).eval()
+
+
+def _weights_source(cfg: TrainConfig, depth: int) -> str:
+    if cfg.encoder == "random":
+        return f"random (seed {cfg.encoder_seed})"
+    if cfg.encoder_weights is not None:
+        return str(cfg.encoder_weights)
+    return str(hub_path(depth))
+
+
+def _thumbnail(image: Tensor, size: int) -> Tensor:
+    """(1, 3, h, w) -> (1, 3, size, size): shorter side to size, centre crop (for sample grids)."""
+    image = TF.resize(image, size, antialias=True)
+    return TF.center_crop(image, [size, size])
+
+
+def _dataset_summary(ds: ImageFolder) -> dict[str, Any]:
+    return {
+        "path": str(ds.root),
+        "images": len(ds),
+        "skipped": len(ds.skipped),
+        "skipped_files": [str(p) for p, _reason in ds.skipped[:20]],
+    }
+
+
+def _expand_styles(entries: list[Path]) -> list[Path]:
+    """Style files in table order: files as given, folders as their sorted images."""
+    paths: list[Path] = []
+    for entry in entries:
+        if entry.is_dir():
+            scan = find_images(entry, "style folder")
+            for path, reason in scan.skipped:
+                log.warning("skipping unreadable style image %s: %s", path, reason)
+            paths += scan.images
+        else:
+            paths.append(entry)
+    names = [p.stem for p in paths]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise DataError(f"style names (file stems) must be unique; {', '.join(dupes)} appear more than once")
+    return paths
+
+
+class _GramRecipe:
+    """fast and multistyle: a TransformerNet trained against Gram targets of a VGG loss net."""
+
+    architecture = "fast"
+
+    def __init__(
+        self, cfg: FastConfig | MultistyleConfig, style_paths: list[Path], device: torch.device
+    ) -> None:
+        self.config = cfg
+        self.depth = 19 if cfg.encoder == "normalised" else 16  # the AdaIN VGG exists as VGG-19 only
+        self.encoder = build_encoder(cfg, self.depth, "relu4_3", device)
+        self.datasets = {"content": ImageFolder(cfg.content, cfg.image_size, "center", what="content folder")}
+        self.style_paths = style_paths
+        grams: dict[str, list[Tensor]] = {t: [] for t in GRAM_TAPS}
+        thumbs = []
+        with torch.no_grad():
+            for path in style_paths:
+                style = load_image(path, cfg.style_size).to(device)
+                for tap, feat in self.encoder(style, GRAM_TAPS).items():
+                    grams[tap].append(gram_matrix(feat))
+                thumbs.append(_thumbnail(style, cfg.image_size))
+        self.style_grams = {t: torch.cat(g) for t, g in grams.items()}  # (S, C, C) per tap
+        self.style_thumbs = torch.cat(thumbs)  # (S, 3, size, size)
+        self.model = self._net().to(device)
+        self.trainable = self.net = self.model
+        self._preview: tuple[Tensor, Tensor, Tensor] | None = None
+
+    def _net(self) -> TransformerNet:
+        return TransformerNet(norm=self.config.norm)
+
+    def _styles_for(self, batch: dict[str, Tensor], n: int) -> Tensor | None:
+        return None
+
+    def loss(self, batch: dict[str, Tensor], step: int) -> tuple[Tensor, dict[str, Tensor]]:
+        """Content (relu2_2 MSE) + style (Gram MSE, summed over taps) [+ TV], each weighted."""
+        cfg = self.config
+        x = batch["content"]
+        styles = self._styles_for(batch, x.shape[0])
+        y = self.net(x) if styles is None else self.net(x, styles)
+        feats = self.encoder(y, GRAM_TAPS)
+        with torch.no_grad():
+            target = self.encoder(x, (GRAM_CONTENT,))[GRAM_CONTENT]
+        rows = slice(None) if styles is None else styles
+        style = sum(gram_style_loss(feats[t], self.style_grams[t][rows]) for t in GRAM_TAPS)
+        terms = {
+            "content": cfg.content_weight * content_loss(feats[GRAM_CONTENT], target),
+            "style": cfg.style_weight * style,
+        }
+        if cfg.tv_weight > 0:
+            terms["tv"] = cfg.tv_weight * total_variation(y)
+        k = min(PREVIEW, x.shape[0])
+        index = torch.zeros(k, dtype=torch.long) if styles is None else styles[:k].cpu()
+        thumbs = self.style_thumbs[index.to(self.style_thumbs.device)]
+        self._preview = (x[:k].detach(), thumbs, y[:k].detach())
+        return sum(terms.values()), terms  # type: ignore[return-value]
+
+    def preview(self) -> tuple[Tensor, Tensor, Tensor] | None:
+        """Content, style and output rows of the last batch."""
+        return self._preview
+
+    def card(self) -> ModelCard:
+        """Architecture, constructor arguments, style names (file stems, table order), contract."""
+        cfg = self.config
+        styles = [p.stem for p in self.style_paths]
+        return ModelCard(
+            name=cfg.model_name,
+            architecture=self.architecture,
+            arguments=self._arguments(),
+            styles=styles,
+            contract={"input": _IMAGE_CONTRACT, "output": "same", **self._style_contract()},
+            description=cfg.description or self._description(styles),
+        )
+
+    def _arguments(self) -> dict[str, Any]:
+        return {"norm": self.config.norm}
+
+    def _style_contract(self) -> dict[str, Any]:
+        return {}
+
+    def _description(self, styles: list[str]) -> str:
+        norm = self.config.norm
+        return f"Fast style transfer (Johnson et al. 2016, {norm} norm) in the style of {styles[0]!r}."
+
+    def provenance(self) -> dict[str, Any]:
+        """Encoder, datasets and style files."""
+        cfg = self.config
+        return {
+            "encoder": {
+                "kind": cfg.encoder,
+                "depth": self.depth,
+                "style_layers": list(GRAM_TAPS),
+                "content_layer": GRAM_CONTENT,
+                "weights": _weights_source(cfg, self.depth),
+            },
+            "data": {"content": _dataset_summary(self.datasets["content"])},
+            "style_files": [str(p) for p in self.style_paths],
+            "style_size": cfg.style_size or "original",
+        }
+
+
+class FastRecipe(_GramRecipe):
+    """Johnson et al. with the ``--norm`` of choice (instance by default): one style image."""
+
+    def __init__(self, cfg: FastConfig, device: torch.device) -> None:
+        if not cfg.style.is_file():
+            raise DataError(f"style image {cfg.style} not found")
+        super().__init__(cfg, [cfg.style], device)
+
+
+class MultistyleRecipe(_GramRecipe):
+    """Dumoulin et al.: a ``cin`` TransformerNet; each sample of a batch gets a random style."""
+
+    architecture = "multistyle"
+
+    def __init__(self, cfg: MultistyleConfig, device: torch.device) -> None:
+        super().__init__(cfg, _expand_styles(cfg.style), device)
+
+    def _net(self) -> TransformerNet:
+        return TransformerNet(norm=self.config.norm, num_styles=len(self.style_paths))
+
+    def _styles_for(self, batch: dict[str, Tensor], n: int) -> Tensor:
+        given = batch.get("style_index")  # fixed choices (tests, evaluation); else drawn
+        if given is None:
+            given = torch.randint(len(self.style_paths), (n,))  # the global RNG: checkpointed
+        return given.to(self.style_grams[GRAM_TAPS[0]].device)
+
+    def _arguments(self) -> dict[str, Any]:
+        return {"norm": self.config.norm, "num_styles": len(self.style_paths)}
+
+    def _style_contract(self) -> dict[str, Any]:
+        return {"style": "index (N,) into styles, or mixing weights (N, S)"}
+
+    def _description(self, styles: list[str]) -> str:
+        return f"Multi-style transfer (Dumoulin et al. 2017, {self.config.norm}) with {len(styles)} styles."
+
+
+class AdaINRecipe:
+    """Huang & Belongie: the decoder learns to invert AdaIN(enc(content), enc(style))."""
+
+    def __init__(self, cfg: AdaINConfig, device: torch.device) -> None:
+        self.config = cfg
+        encoder = build_encoder(cfg, 19, cfg.encoder_layer, device)
+        self.model = AdaINNet(encoder, eps=cfg.eps).to(device)
+        self.last = cfg.encoder_layer
+        self.taps = tuple(f"relu{i}_1" for i in range(1, int(self.last[4]) + 1))
+        self.trainable = self.net = self.model.decoder
+        self.datasets = {
+            name: ImageFolder(folder, cfg.image_size, "random", cfg.load_size, what=f"{name} folder")
+            for name, folder in (("content", cfg.content), ("style", cfg.style))
+        }
+        self._preview: tuple[Tensor, Tensor, Tensor] | None = None
+
+    def loss(self, batch: dict[str, Tensor], step: int) -> tuple[Tensor, dict[str, Tensor]]:
+        """content MSE(enc(g(t)), t) at the last layer + Σ_taps mean/std loss, each weighted."""
+        cfg, model = self.config, self.model
+        content, style = batch["content"], batch["style"]
+        with torch.no_grad():
+            style_feats = model.encoder(style, self.taps)
+            t = model.transfer(model.encode(content), style_feats[self.last])
+        output = self.net(t)
+        feats = model.encoder(output, self.taps)
+        style_loss = sum(mean_std_loss(feats[k], style_feats[k]) for k in self.taps)
+        terms = {
+            "content": cfg.content_weight * content_loss(feats[self.last], t),
+            "style": cfg.style_weight * style_loss,
+        }
+        if cfg.tv_weight > 0:
+            terms["tv"] = cfg.tv_weight * total_variation(output)
+        k = min(PREVIEW, content.shape[0])
+        self._preview = (content[:k].detach(), style[:k].detach(), output[:k].detach())
+        return sum(terms.values()), terms  # type: ignore[return-value]
+
+    def preview(self) -> tuple[Tensor, Tensor, Tensor] | None:
+        """Content, style and output rows of the last batch."""
+        return self._preview
+
+    def card(self) -> ModelCard:
+        """An ``adain`` card: encoder spec and eps (arbitrary styles, so no style names)."""
+        cfg, encoder = self.config, self.model.encoder
+        spec = {"fmt": encoder.fmt, "depth": encoder.depth, "last": encoder.last, "seed": cfg.encoder_seed}
+        description = (
+            f"Arbitrary style transfer (AdaIN, Huang & Belongie 2017), VGG-19 {cfg.encoder} encoder "
+            f"cut at {self.last}."
+        )
+        return ModelCard(
+            name=cfg.model_name,
+            architecture="adain",
+            arguments={"encoder": spec, "eps": cfg.eps},
+            styles=[],
+            contract={"input": _IMAGE_CONTRACT, "output": "same", "style": f"style image, {_IMAGE_CONTRACT}"},
+            description=cfg.description or description,
+        )
+
+    def provenance(self) -> dict[str, Any]:
+        """Encoder and both datasets."""
+        cfg = self.config
+        return {
+            "encoder": {
+                "kind": cfg.encoder,
+                "depth": 19,
+                "style_layers": list(self.taps),
+                "content_layer": self.last,
+                "weights": _weights_source(cfg, 19),
+            },
+            "data": {name: _dataset_summary(ds) for name, ds in self.datasets.items()},
+            "load_size": cfg.load_size,
+        }
+
+
+RECIPES = {"fast": FastRecipe, "multistyle": MultistyleRecipe, "adain": AdaINRecipe}
+
+
+def build_recipe(cfg: TrainConfig, device: torch.device) -> FastRecipe | MultistyleRecipe | AdaINRecipe:
+    """The recipe object for cfg.recipe, built on device."""
+    return RECIPES[cfg.recipe](cfg, device)  # type: ignore[arg-type]
+
+
+__all__ = [
+    "GRAM_CONTENT",
+    "GRAM_TAPS",
+    "RECIPES",
+    "AdaINRecipe",
+    "FastRecipe",
+    "MultistyleRecipe",
+    "build_recipe",
+]

@@ -1,0 +1,106 @@
+"""Checkpoints: safetensors only (no pickle), optimizer state round trip, atomic writes, latest/prune."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+from torch import nn
+
+from stylenorm.train.checkpoint import (
+    META_KEY,
+    Checkpoint,
+    CheckpointError,
+    checkpoint_path,
+    flatten_optimizer,
+    latest_checkpoint,
+    list_checkpoints,
+    load_checkpoint,
+    prune_checkpoints,
+    save_checkpoint,
+    unflatten_optimizer,
+)
+
+
+def _trained() -> tuple[nn.Module, torch.optim.Optimizer]:
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Conv2d(4, 2, 1))
+    model[2].bias.requires_grad_(False)  # a parameter without optimizer state
+    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-2, betas=(0.8, 0.95))
+    for _ in range(3):
+        opt.zero_grad()
+        model(torch.randn(2, 3, 6, 6)).square().mean().backward()
+        opt.step()
+    return model, opt
+
+
+def _continue(model: nn.Module, opt: torch.optim.Optimizer, steps: int = 3) -> list[torch.Tensor]:
+    torch.manual_seed(5)
+    for _ in range(steps):
+        opt.zero_grad()
+        model(torch.randn(2, 3, 6, 6)).square().mean().backward()
+        opt.step()
+    return [p.detach().clone() for p in model.parameters()]
+
+
+def test_optimizer_state_round_trip_continues_identically() -> None:
+    model, opt = _trained()
+    tensors, rest = flatten_optimizer(opt.state_dict())
+    names = ("step", "exp_avg", "exp_avg_sq")
+    assert set(tensors) == {f"optim.state.{i}.{n}" for i in range(3) for n in names}
+    json.dumps(rest)  # everything that is not a tensor is plain JSON
+    copies = {k: v.clone() for k, v in tensors.items()}  # as read back from a file: no shared storage
+    restored = unflatten_optimizer(copies, json.loads(json.dumps(rest)))
+    twin = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Conv2d(4, 2, 1))
+    twin.load_state_dict(model.state_dict())
+    twin[2].bias.requires_grad_(False)
+    twin_opt = torch.optim.Adam([p for p in twin.parameters() if p.requires_grad], lr=1.0)
+    twin_opt.load_state_dict(restored)
+    assert twin_opt.param_groups[0]["betas"] == (0.8, 0.95) and twin_opt.param_groups[0]["lr"] == 1e-2
+    for a, b in zip(_continue(model, opt), _continue(twin, twin_opt), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_save_and_load_a_checkpoint(tmp_path: Path) -> None:
+    model, opt = _trained()
+    meta = {"step": 7, "python_rng": [[3, [1, 2], None]], "config": {"lr": 1e-3}}
+    rng = torch.get_rng_state()
+    ckpt = Checkpoint(model.state_dict(), opt.state_dict(), {"rng.0.torch": rng}, meta)
+    path = save_checkpoint(checkpoint_path(tmp_path / "ck", 7), ckpt)
+    assert path.name == "step-00000007.safetensors"
+    assert [p.name for p in (tmp_path / "ck").iterdir()] == [path.name]  # no temporary file left behind
+    with safe_open(str(path), framework="pt") as f:  # a plain safetensors file: keys + JSON metadata
+        keys = set(f.keys())
+        assert json.loads(f.metadata()[META_KEY])["step"] == 7
+    assert "model.0.weight" in keys and "optim.state.0.exp_avg" in keys and "rng.0.torch" in keys
+    back = load_checkpoint(path)
+    assert back.meta == meta
+    assert torch.equal(back.tensors["rng.0.torch"], rng)
+    for key, value in model.state_dict().items():
+        assert torch.equal(back.model[key], value)
+    assert back.optimizer["param_groups"][0]["betas"] == (0.8, 0.95)
+
+
+def test_unreadable_and_foreign_files_are_checkpoint_errors(tmp_path: Path) -> None:
+    with pytest.raises(CheckpointError, match="not found"):
+        load_checkpoint(tmp_path / "none.safetensors")
+    (tmp_path / "junk.safetensors").write_bytes(b"\x00" * 20)
+    with pytest.raises(CheckpointError, match="not a readable"):
+        load_checkpoint(tmp_path / "junk.safetensors")
+    save_file({"w": torch.zeros(2)}, str(tmp_path / "weights.safetensors"))
+    with pytest.raises(CheckpointError, match="not a stylenorm training checkpoint"):
+        load_checkpoint(tmp_path / "weights.safetensors")
+
+
+def test_latest_and_prune(tmp_path: Path) -> None:
+    with pytest.raises(CheckpointError, match="no checkpoint"):
+        latest_checkpoint(tmp_path)
+    model, opt = _trained()
+    for step in (2, 10, 4, 6):
+        save_checkpoint(checkpoint_path(tmp_path, step), Checkpoint(model.state_dict(), opt.state_dict()))
+    assert latest_checkpoint(tmp_path).name == "step-00000010.safetensors"
+    prune_checkpoints(tmp_path, keep=2)
+    assert [s for s, _ in list_checkpoints(tmp_path)] == [6, 10]
