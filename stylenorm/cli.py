@@ -14,6 +14,8 @@ _SUBCOMMAND_MODULES = (
     "stylenorm.train.cli",        # stylenorm train fast|multistyle|adain
     "stylenorm.stylize_cli",      # stylenorm stylize, stylenorm models
     "stylenorm.importexport_cli",  # stylenorm import …, stylenorm export …
+    "stylenorm.synthesize_cli",    # stylenorm synthesize, stylenorm generate
+    "stylenorm.sheet",             # stylenorm sheet (contact sheets with quality numbers)
     "server.cli",                  # stylenorm serve
 )
 
