@@ -1,0 +1,155 @@
+"""Contact sheets: a content × style grid stylized by one model, with quality numbers.
+
+``stylenorm sheet --model M --content A.jpg B.jpg --style S1.jpg sunset --out sheet.png``
+writes the grid (contents down the left, style thumbnails along the top) and
+prints, per cell and on average, the relative style distance (output → style
+over content → style, lower is more stylized) and the luminance SSIM of the
+output to its content (higher keeps more structure).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from PIL import Image, ImageDraw
+from torch import Tensor
+
+from stylenorm.errors import SpecError
+from stylenorm.imageio import load_image, to_pil
+from stylenorm.metrics import metric_encoder, relative_style_distance, ssim
+from stylenorm.models import LoadedModel, load
+from stylenorm.stylize import named_style, resize_to, stylize
+
+_IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
+_PAD = 6
+_LABEL = 14
+
+
+@dataclass
+class Cell:
+    """The numbers of one grid cell."""
+
+    content: str
+    style: str
+    relative_style_distance: float
+    ssim: float
+
+
+def _square(image: Tensor, size: int) -> Tensor:
+    """Center-crop to a square and resize to size: (1, 3, H, W) -> (1, 3, size, size)."""
+    h, w = image.shape[2:]
+    side = min(h, w)
+    top, left = (h - side) // 2, (w - side) // 2
+    crop = image[:, :, top : top + side, left : left + side]
+    return torch.nn.functional.interpolate(crop, size=(size, size), mode="bilinear", antialias=True,
+                                           align_corners=False).clamp(0, 1)
+
+
+def _expand(paths: list[str]) -> list[str]:
+    out: list[str] = []
+    for p in paths:
+        path = Path(p)
+        if path.is_dir():
+            out += sorted(str(f) for f in path.iterdir() if f.suffix.lower() in _IMAGE_SUFFIXES)
+        else:
+            out.append(p)
+    return out
+
+
+def _style_image(model: LoadedModel, style: str, size: int) -> Tensor | None:
+    """The picture of a style: a file, a gallery image, or None (a multistyle row without a thumbnail)."""
+    if Path(style).is_file():
+        return resize_to(load_image(style), size * 2)
+    thumb = model.folder / "styles" / f"{style}.png"
+    if style in model.card.styles and thumb.is_file():
+        return named_style(model, style)
+    if model.card.architecture == "multistyle" and style in model.card.styles:
+        return None
+    raise SpecError(f"{style!r} is neither an image file nor a style of {model.card.name!r}")
+
+
+def contact_sheet(
+    model: LoadedModel, contents: list[str], styles: list[str], size: int = 256, alpha: float = 1.0
+) -> tuple[Image.Image, list[Cell]]:
+    """Stylize every content with every style; returns the grid picture and the per-cell numbers."""
+    if not contents:
+        raise SpecError("a contact sheet needs at least one content image")
+    arch = model.card.architecture
+    columns: list[str | None] = list(styles) if arch != "fast" else [None]
+    if arch != "fast" and not styles:
+        raise SpecError(f"a {arch} model needs styles for its sheet's columns")
+    encoder = metric_encoder()
+    cell = size + _PAD
+    sheet = Image.new("RGB", (cell * (len(columns) + 1) + _PAD, (cell + _LABEL) * (len(contents) + 1)),
+                      "white")
+    draw = ImageDraw.Draw(sheet)
+    pictures = {s: _style_image(model, s, size) if s is not None else None for s in columns}
+    for j, s in enumerate(columns, start=1):
+        x = j * cell + _PAD
+        if pictures[s] is not None:
+            sheet.paste(to_pil(_square(pictures[s], size)), (x, _PAD))
+        draw.text((x, size + _PAD), Path(s).stem if s else model.card.name, fill="black")
+    cells: list[Cell] = []
+    for i, path in enumerate(contents, start=1):
+        content = _square(load_image(path), size)
+        y = i * (cell + _LABEL) + _PAD
+        sheet.paste(to_pil(content), (_PAD, y))
+        draw.text((_PAD, y + size), Path(path).stem, fill="black")
+        for j, s in enumerate(columns, start=1):
+            style_arg = [] if s is None else [pictures[s] if Path(s).is_file() else s]
+            options = {"alpha": alpha} if arch in ("adain", "color") else {}
+            out = stylize(model, content, style_arg, **options)
+            sheet.paste(to_pil(out), (j * cell + _PAD, y))
+            target = pictures[s] if s is not None else None
+            rel = float("nan")  # a multistyle row without a picture has no style to measure against
+            if target is not None:
+                rel = float(relative_style_distance(out, content, _square(target, size), encoder)[0])
+            name = Path(s).stem if s else "-"
+            cells.append(Cell(Path(path).stem, name, rel, float(ssim(out, content)[0])))
+    return sheet, cells
+
+
+def summarize(cells: list[Cell]) -> dict[str, float]:
+    """Mean relative style distance (over cells that have a style picture) and mean SSIM."""
+    rel = [c.relative_style_distance for c in cells if not math.isnan(c.relative_style_distance)]
+    return {
+        "relative_style_distance": sum(rel) / len(rel) if rel else float("nan"),
+        "ssim": sum(c.ssim for c in cells) / len(cells),
+        "cells": len(cells),
+    }
+
+
+def _run(args: argparse.Namespace) -> int:
+    model = load(args.model, args.models_dir)
+    contents, styles = _expand(args.content), _expand(args.style or [])
+    sheet, cells = contact_sheet(model, contents, styles, args.size, args.alpha)
+    sheet.save(args.out)  # a fresh PIL image: no metadata to strip
+    for c in cells:
+        print(f"{c.content:>24} × {c.style:<24} rel. style distance {c.relative_style_distance:.3f}  "
+              f"SSIM {c.ssim:.3f}")
+    summary = summarize(cells)
+    print(f"mean: relative style distance {summary['relative_style_distance']:.3f}, "
+          f"SSIM {summary['ssim']:.3f} over {summary['cells']} cells -> {args.out}")
+    if args.metrics_json:
+        report = {"summary": summary, "cells": [asdict(c) for c in cells]}
+        Path(args.metrics_json).write_text(json.dumps(report, indent=2))
+    return 0
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Register ``stylenorm sheet``."""
+    p = subparsers.add_parser("sheet", help="content × style contact sheet with quality numbers")
+    p.add_argument("--model", required=True, help="model name (in --models-dir) or folder")
+    p.add_argument("--content", nargs="+", required=True, help="content images or folders")
+    p.add_argument("--style", nargs="*", help="style images, folders, or gallery names of the model")
+    p.add_argument("--size", type=int, default=256, help="cell size in pixels (default 256)")
+    p.add_argument("--alpha", type=float, default=1.0, help="content-style trade-off (adain, color)")
+    p.add_argument("--models-dir", default=None)
+    p.add_argument("--metrics-json", default=None, help="also write the numbers as JSON")
+    p.add_argument("--out", required=True, help="the sheet (PNG/JPEG/WebP)")
+    p.set_defaults(func=_run)

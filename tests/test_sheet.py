@@ -1,0 +1,63 @@
+"""Quality numbers and the contact-sheet command."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from stylenorm import cli
+from stylenorm.demo import landscape, sunset
+from stylenorm.errors import ShapeError
+from stylenorm.imageio import save_image
+from stylenorm.metrics import luminance, relative_style_distance, ssim, style_distance
+
+
+def test_ssim_is_one_for_equal_images_and_falls_with_noise_and_matches_a_global_formula() -> None:
+    x = landscape(48)
+    assert float(ssim(x, x)[0]) == pytest.approx(1.0, abs=1e-6)
+    noisy = (x + 0.2 * torch.randn_like(x)).clamp(0, 1)
+    assert float(ssim(x, noisy)[0]) < 0.8
+    # for constant-per-window images SSIM reduces to the luminance term of the two means
+    a, b = torch.full((1, 3, 16, 16), 0.3), torch.full((1, 3, 16, 16), 0.6)
+    la, lb = float(luminance(a).mean()), float(luminance(b).mean())
+    expected = (2 * la * lb + 1e-4) / (la**2 + lb**2 + 1e-4)
+    assert float(ssim(a, b)[0]) == pytest.approx(expected, rel=1e-5)
+    with pytest.raises(ShapeError, match="same shape"):
+        ssim(x, x[:, :, :40])
+    with pytest.raises(ShapeError, match="at least 11"):
+        ssim(x[:, :, :8, :8], x[:, :, :8, :8])
+
+
+def test_style_distance_is_zero_to_itself_and_colour_transfer_moves_toward_the_style() -> None:
+    from stylenorm.color import ColorTransfer
+
+    content, style = landscape(64), sunset(64)
+    assert float(style_distance(content, content)[0]) == pytest.approx(0.0, abs=1e-6)
+    out = ColorTransfer()(content, style)
+    rel = float(relative_style_distance(out, content, style)[0])
+    assert rel < 0.6
+    assert float(relative_style_distance(content, content, style)[0]) == pytest.approx(1.0)
+    blurred = F.avg_pool2d(content, 3, 1, 1)
+    assert float(relative_style_distance(blurred, content, style)[0]) > 0.6
+
+
+def test_sheet_command_writes_the_grid_and_the_numbers(tmp_path: Path) -> None:
+    for i in range(2):
+        save_image(landscape(40, seed=i), tmp_path / f"c{i}.png")
+    save_image(sunset(40), tmp_path / "s.png")
+    out, report = tmp_path / "sheet.png", tmp_path / "m.json"
+    code = cli.main(["sheet", "--model", "color-transfer", "--content", str(tmp_path / "c0.png"),
+                     str(tmp_path / "c1.png"), "--style", str(tmp_path / "s.png"), "ocean",
+                     "--size", "32", "--out", str(out), "--metrics-json", str(report)])
+    assert code == 0
+    width, height = Image.open(out).size
+    assert width > 3 * 32 and height > 3 * 32
+    numbers = json.loads(report.read_text())
+    assert numbers["summary"]["cells"] == 4 and 0 < numbers["summary"]["relative_style_distance"] < 1
+    assert cli.main(["sheet", "--model", "color-transfer", "--content", str(tmp_path / "c0.png"),
+                     "--style", "nope", "--out", str(out)]) == 2
