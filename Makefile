@@ -35,6 +35,7 @@ test: $(STAMP) browser
 bench: $(STAMP)
 	$(BIN)/python bench/norms.py
 	$(BIN)/python bench/style.py
+	$(BIN)/python bench/serve.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

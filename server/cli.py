@@ -1,0 +1,145 @@
+"""``stylenorm serve``: the HTTP server under uvicorn, settings from flags over STYLENORM_* and .env."""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Register ``serve`` on the ``stylenorm`` command's subparsers."""
+    p = subparsers.add_parser(
+        "serve",
+        help="serve the models of the repository over HTTP (API + web page)",
+        description=(
+            "Serve the models in models/ over HTTP: the API under /v1, the web page at /, /docs, /healthz, "
+            "/readyz and /metrics. Every setting can also be given as an environment variable "
+            "STYLENORM_<NAME> (e.g. STYLENORM_API_KEYS=key1,key2) or in a .env file; flags win."
+        ),
+    )
+    p.add_argument(
+        "--host", default="127.0.0.1", help="address to bind (default %(default)s: this machine only)"
+    )
+    p.add_argument("--port", type=int, default=8000, help="port (default %(default)s)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="worker processes, each with its own copy of the models (default %(default)s)",
+    )
+    p.add_argument("--models-dir", default=None, help="model repository (default: the repository's models/)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None, help="default: auto")
+    p.add_argument("--max-batch-size", type=int, default=None, help="largest batch (1: no batching)")
+    p.add_argument("--max-batch-delay-ms", type=float, default=None, help="how long a batch waits to fill")
+    p.add_argument("--queue-size", type=int, default=None, help="requests waiting; beyond: 503")
+    p.add_argument("--request-timeout-s", type=float, default=None, help="per-request deadline; beyond: 504")
+    p.add_argument("--max-upload-bytes", type=int, default=None, help="largest request body")
+    p.add_argument(
+        "--cors-origin",
+        action="append",
+        default=None,
+        metavar="ORIGIN",
+        help="allow this origin by CORS (repeatable; default: CORS closed)",
+    )
+    p.add_argument("--no-docs", action="store_true", help="do not serve /docs, /redoc, /openapi.json")
+    p.add_argument("--log-level", choices=("critical", "error", "warning", "info", "debug"), default=None)
+    p.add_argument(
+        "--timeout-graceful-shutdown",
+        type=float,
+        default=30.0,
+        help="seconds to finish running requests on SIGTERM (default %(default)s)",
+    )
+    p.set_defaults(func=run)
+
+
+def settings_from_args(args: argparse.Namespace) -> Any:
+    """Settings from the environment/.env, with the flags that were given on top."""
+    from server.settings import Settings
+
+    overrides: dict[str, Any] = {}
+    for flag, field in (
+        ("models_dir", "models_dir"),
+        ("device", "device"),
+        ("max_batch_size", "max_batch_size"),
+        ("max_batch_delay_ms", "max_batch_delay_ms"),
+        ("queue_size", "queue_size"),
+        ("request_timeout_s", "request_timeout_s"),
+        ("max_upload_bytes", "max_upload_bytes"),
+        ("cors_origin", "cors_origins"),
+        ("log_level", "log_level"),
+    ):
+        value = getattr(args, flag, None)
+        if value is not None:
+            overrides[field] = value
+    if getattr(args, "no_docs", False):
+        overrides["docs_enabled"] = False
+    from pydantic import ValidationError
+
+    from stylenorm.errors import SpecError
+
+    try:
+        base = Settings()
+        return Settings.model_validate({**base.model_dump(), **overrides})
+    except ValidationError as exc:  # a bad flag, STYLENORM_* variable or .env line: one clear line
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise SpecError(f"invalid server settings: {problems}") from None
+
+
+def _log_config(level: str) -> dict[str, Any]:
+    """uvicorn's logging config, plus our own loggers on its default handler."""
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    for name in ("server", "stylenorm"):
+        config["loggers"][name] = {"handlers": ["default"], "level": level.upper(), "propagate": False}
+    return config
+
+
+def run(args: argparse.Namespace) -> int:
+    """``stylenorm serve``: run uvicorn until SIGINT/SIGTERM; returns the exit status."""
+    import uvicorn
+
+    from stylenorm.errors import SpecError
+    from stylenorm.runtime import tune_cpu_allocator
+
+    settings = settings_from_args(args)
+    if args.workers < 1:
+        raise SpecError(f"--workers must be at least 1; got {args.workers}")
+    if settings.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise SpecError("--device cuda was asked for, but no CUDA device is available; use --device cpu")
+    if not Path(settings.models_dir).is_dir():
+        logging.getLogger("server").warning("models folder %s does not exist", settings.models_dir)
+    tune_cpu_allocator()
+    common = {
+        "host": args.host,
+        "port": args.port,
+        "log_level": settings.log_level,
+        "log_config": _log_config(settings.log_level),
+        "timeout_graceful_shutdown": args.timeout_graceful_shutdown,
+        "server_header": False,
+    }
+    if args.workers == 1:
+        from server.app import create_app
+
+        uvicorn.run(create_app(settings), **common)
+        return 0
+    # several processes: each builds its own app (and models) from the same settings, handed on by env
+    os.environ.update(settings.to_env())
+    own_dir = "PROMETHEUS_MULTIPROC_DIR" not in os.environ
+    if own_dir:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="stylenorm-metrics-")
+    try:
+        uvicorn.run("server.app:create_app", factory=True, workers=args.workers, **common)
+    finally:
+        if own_dir:
+            shutil.rmtree(os.environ.pop("PROMETHEUS_MULTIPROC_DIR"), ignore_errors=True)
+    return 0

@@ -1,0 +1,466 @@
+"""The inference engine: one worker thread per device, a bounded queue, dynamic batching.
+
+Requests become :class:`Job` objects. The worker takes the oldest job and
+waits at most ``max_batch_delay_ms`` (counted from that job's arrival) for
+more jobs with the same *batch key* — same model, same kind of work, same
+content size — up to ``max_batch_size``, then runs them as one forward pass:
+
+* fast: the contents stacked;
+* multistyle: one style-weight row per sample (a named style is a one-hot row);
+* adain: per-sample style statistics (a weighted mix of styles is the mix of
+  their (mean, std), AdaIN being linear in them) and a per-sample alpha;
+* color: per-sample lαβ statistics and alpha.
+
+Jobs with masks, preserve_color or a content large enough to need tiles,
+and synthesis/generation jobs, run alone through the library functions. The
+results equal :func:`stylenorm.stylize.stylize` for each request (the tests
+hold them to 1e-4). Statistics of named styles are computed once per model;
+uploaded styles are cached by the SHA-256 of their bytes.
+
+The worker waits for more jobs only while other requests are still being
+decoded (:meth:`Engine.preparing`): a lone request never pays the delay.
+
+The event loop never blocks: :meth:`Engine.run` awaits a future the worker
+resolves. A full queue is a 503 with Retry-After, a job past its deadline a 504.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Hashable, Iterator
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from server.errors import ApiError
+from server.metrics import Metrics
+from stylenorm.color import lab_to_rgb, rgb_to_lab
+from stylenorm.imageio import WEB_FORMATS, load_image
+from stylenorm.models import LoadedModel
+from stylenorm.nets.adain import AdaINNet, StyleStats
+from stylenorm.nets.transformer import TransformerNet
+from stylenorm.norm import style_moments
+from stylenorm.stylize import StyleCache, named_style, resize_to, stylize
+
+log = logging.getLogger("server.engine")
+
+STYLIZE_ARCHITECTURES = ("fast", "multistyle", "adain", "color")
+
+
+@dataclass
+class StyleRef:
+    """One style of a stylize request: a named style of the model, or an upload (hash + image)."""
+
+    name: str | None = None
+    key: str | None = None  # SHA-256 of the uploaded bytes
+    image: Tensor | None = None  # the decoded upload; None when its statistics were already cached
+    data: bytes | None = None  # the upload, decoded by the worker if the cache dropped it meanwhile
+
+
+@dataclass
+class StylizeWork:
+    """What one stylize request asks for, decoded and checked."""
+
+    content: Tensor  # (1, 3, H, W) in [0, 1]
+    styles: list[StyleRef] = field(default_factory=list)
+    weights: list[float] | None = None
+    alpha: float = 1.0
+    preserve_color: bool = False
+    masks: list[Tensor] | None = None
+
+
+@dataclass(eq=False)
+class Job:
+    """One request waiting for (or in) the worker."""
+
+    model: LoadedModel
+    kind: str  # stylize | synthesize | generate
+    work: StylizeWork | Callable[[], Tensor]
+    key: Hashable | None  # batch key; None: runs alone
+    deadline: float
+    enqueued: float = field(default_factory=time.monotonic)
+    future: Future = field(default_factory=Future)
+    batch_size: int = 1  # how many jobs shared its forward pass (for the response header)
+
+
+class Engine:
+    """A bounded queue and the worker thread that runs jobs in batches on one device."""
+
+    def __init__(
+        self,
+        device: str = "cpu",
+        max_batch_size: int = 8,
+        max_batch_delay_ms: float = 5.0,
+        queue_size: int = 64,
+        request_timeout_s: float = 30.0,
+        max_untiled_pixels: int = 4_000_000,
+        style_max_side: int = 512,
+        max_pixels: int = 16_000_000,
+        style_cache_size: int = 256,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.device = torch.device(device)
+        self.max_batch_size = max_batch_size
+        self.max_batch_delay = max_batch_delay_ms / 1000.0
+        self.queue_size = queue_size
+        self.request_timeout_s = request_timeout_s
+        self.max_untiled_pixels = max_untiled_pixels
+        self.style_max_side = style_max_side
+        self.max_pixels = max_pixels
+        self.metrics = metrics or Metrics()
+        self.upload_cache = StyleCache(style_cache_size)
+        # named styles are few and fixed: a roomy cache that uploads never evict
+        self.named_cache = StyleCache(4096)
+        self._pending: deque[Job] = deque()
+        self._cond = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._stopping = False
+        self._preparing = 0  # requests being decoded that will be submitted soon
+        self.batches_run = 0
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        """Start the worker thread."""
+        if self._thread is not None:
+            return
+        self._stopping = False
+        self._thread = threading.Thread(
+            target=self._loop, name=f"stylenorm-worker-{self.device}", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Finish the queued jobs, then stop the worker (waits up to timeout seconds)."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+        with self._cond:  # whatever is still queued after the timeout gets an answer too
+            left = list(self._pending)
+            self._pending.clear()
+        for job in left:
+            if job.future.set_running_or_notify_cancel():
+                job.future.set_exception(ApiError(503, "shutting_down", "the server is shutting down"))
+
+    @property
+    def queue_depth(self) -> int:
+        """Jobs waiting for the worker."""
+        return len(self._pending)
+
+    # ------------------------------------------------------------------ submitting
+
+    def batch_key(self, model: LoadedModel, work: StylizeWork) -> Hashable | None:
+        """Jobs with equal keys may share a forward pass; None: this job runs alone."""
+        h, w = work.content.shape[2:]
+        arch = model.card.architecture
+        alone = work.masks is not None or work.preserve_color
+        alone = alone or (arch != "color" and h * w > self.max_untiled_pixels)
+        return None if alone else (model.card.name, "stylize", int(h), int(w))
+
+    @contextlib.contextmanager
+    def preparing(self) -> Iterator[None]:
+        """Mark a request as on its way (being decoded): a forming batch waits for it, up to the delay."""
+        with self._cond:
+            self._preparing += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._preparing -= 1
+                self._cond.notify_all()
+
+    def submit(self, job: Job) -> None:
+        """Queue a job; ApiError 503 (queue_full) when the queue is full."""
+        with self._cond:
+            if self._stopping:
+                raise ApiError(503, "shutting_down", "the server is shutting down", {"Retry-After": "5"})
+            if len(self._pending) >= self.queue_size:
+                raise ApiError(
+                    503,
+                    "queue_full",
+                    f"the inference queue is full ({self.queue_size} requests waiting); retry shortly",
+                    {"Retry-After": str(self.retry_after())},
+                )
+            self._pending.append(job)
+            self.metrics.queue_depth.set(len(self._pending))
+            self._cond.notify_all()
+
+    def retry_after(self) -> int:
+        """Seconds a rejected client should wait: about one queue's worth of batches."""
+        return max(1, min(30, math.ceil(self.queue_size / max(1, self.max_batch_size) * 0.05)))
+
+    async def run(self, job: Job) -> Tensor:
+        """Queue a job and await its result without blocking the event loop (503 full, 504 late)."""
+        self.submit(job)
+        return await self.result(job)
+
+    async def result(self, job: Job) -> Tensor:
+        """Await the result of a submitted job; ApiError 504 once its deadline has passed."""
+        remaining = max(0.0, job.deadline - time.monotonic())
+        try:
+            return await asyncio.wait_for(asyncio.wrap_future(job.future), timeout=remaining)
+        except TimeoutError:
+            job.future.cancel()  # the worker skips it if it has not started it yet
+            raise ApiError(
+                504,
+                "deadline_exceeded",
+                f"the request took longer than the server's deadline of {self.request_timeout_s:g} s",
+            ) from None
+
+    def new_job(
+        self,
+        model: LoadedModel,
+        kind: str,
+        work: StylizeWork | Callable[[], Tensor],
+        arrived: float | None = None,
+    ) -> Job:
+        """A job with its batch key, due request_timeout_s after ``arrived`` (monotonic; default: now)."""
+        key = self.batch_key(model, work) if isinstance(work, StylizeWork) else None
+        start = time.monotonic() if arrived is None else arrived
+        return Job(model, kind, work, key, deadline=start + self.request_timeout_s)
+
+    def run_now(self, job: Job) -> Tensor:
+        """Run one job in the calling thread (warm-up), bypassing the queue."""
+        job.future.set_running_or_notify_cancel()
+        self._execute([job])
+        return job.future.result()
+
+    # ------------------------------------------------------------------ the worker
+
+    def _loop(self) -> None:
+        while True:
+            batch = self._next_batch()
+            if batch is None:
+                return
+            try:
+                self._execute(batch)
+            except BaseException:  # never lose the worker; every job already got an answer
+                log.exception("worker: unexpected error around a batch")
+
+    def _next_batch(self) -> list[Job] | None:
+        """Block until a batch is due; None when stopping and nothing is left."""
+        with self._cond:
+            while True:
+                self._drop_expired()
+                if not self._pending:
+                    if self._stopping:
+                        return None
+                    self._cond.wait()
+                    continue
+                first = self._pending[0]
+                if first.key is None or self.max_batch_size == 1:
+                    mates = [first]
+                else:
+                    mates = [j for j in self._pending if j.key == first.key][: self.max_batch_size]
+                    wait = first.enqueued + self.max_batch_delay - time.monotonic()
+                    # wait only for requests that are on their way: alone, a request never waits
+                    coming = self._preparing > 0
+                    if len(mates) < self.max_batch_size and wait > 0 and coming and not self._stopping:
+                        self._cond.wait(wait)
+                        continue
+                for job in mates:
+                    self._pending.remove(job)
+                self.metrics.queue_depth.set(len(self._pending))
+                break
+        # a job whose caller gave up (deadline) was cancelled: skip it
+        return [job for job in mates if job.future.set_running_or_notify_cancel()] or []
+
+    def _drop_expired(self) -> None:
+        now = time.monotonic()
+        late = [j for j in self._pending if j.deadline <= now or j.future.cancelled()]
+        for job in late:
+            self._pending.remove(job)
+            job.future.cancel()
+        if late:
+            self.metrics.queue_depth.set(len(self._pending))
+
+    def _precision(self, model: LoadedModel | None = None) -> contextlib.AbstractContextManager:
+        # fp16 autocast on GPUs for the nets; colour transfer (log10 of tiny values) stays in float32
+        if self.device.type == "cuda" and (model is None or model.card.architecture != "color"):
+            return torch.autocast("cuda", dtype=torch.float16)
+        return contextlib.nullcontext()
+
+    def _execute(self, jobs: list[Job]) -> None:
+        """Run jobs (one batch key, or one job alone) and resolve their futures."""
+        if not jobs:
+            return
+        model = jobs[0].model
+        name = model.card.name
+        start = time.monotonic()
+        for job in jobs:
+            self.metrics.queue_wait.labels(name).observe(start - job.enqueued)
+        try:
+            with torch.inference_mode(), self._precision(model):
+                outputs = self._forward(jobs)
+        except Exception as exc:
+            if len(jobs) > 1:
+                # one bad job (or memory for the whole batch) must not fail its neighbours: retry alone
+                log.warning(
+                    "batch of %d for %s failed (%s); running its jobs one by one", len(jobs), name, exc
+                )
+                for job in jobs:
+                    self._execute([job])
+                return
+            jobs[0].future.set_exception(exc)
+            return
+        elapsed = time.monotonic() - start
+        self.batches_run += 1
+        self.metrics.batch_size.labels(name).observe(len(jobs))
+        self.metrics.inference.labels(name, jobs[0].kind).observe(elapsed)
+        for job, out in zip(jobs, outputs, strict=True):
+            job.batch_size = len(jobs)
+            job.future.set_result(out)
+
+    def _forward(self, jobs: list[Job]) -> list[Tensor]:
+        first = jobs[0]
+        if not isinstance(first.work, StylizeWork):
+            return [first.work().detach().float().cpu()]
+        works = [j.work for j in jobs if isinstance(j.work, StylizeWork)]
+        if first.key is None:
+            return [self._stylize_alone(first.model, works[0])]
+        out = self._stylize_batch(first.model, works)
+        return [out[i : i + 1].clone() for i in range(out.shape[0])]
+
+    # ------------------------------------------------------------------ style statistics
+
+    def _style_image(self, ref: StyleRef) -> Tensor:
+        if ref.image is not None:
+            return ref.image
+        assert ref.data is not None, "an uploaded style carries its bytes"
+        return resize_to(load_image(ref.data, self.max_pixels, WEB_FORMATS), self.style_max_side)
+
+    def style_stats(self, model: LoadedModel, ref: StyleRef) -> StyleStats:
+        """(mean, std), each (1, C), of one style for an adain or color model, cached."""
+        if ref.name is not None:
+            cache, key = self.named_cache, ("name", ref.name)
+        else:
+            cache, key = self.upload_cache, ("upload", ref.key)
+        stats = cache.get(model.card.name, key)
+        self.metrics.style_cache.labels("hit" if stats is not None else "miss").inc()
+        if stats is None:
+            image = named_style(model, ref.name) if ref.name is not None else self._style_image(ref)
+            stats = self._compute_stats(model, image.to(self.device))
+            cache.put(model.card.name, key, stats)
+        return stats[0].to(self.device), stats[1].to(self.device)
+
+    def _compute_stats(self, model: LoadedModel, image: Tensor) -> StyleStats:
+        net = model.module
+        if isinstance(net, AdaINNet):
+            mean, std = net.style_stats(image)
+        else:  # colour transfer: the statistics its AdaIN layer takes of the style in lαβ
+            mod = net.adain.modulation
+            mean, std = style_moments(rgb_to_lab(image), mod.eps if mod.unbiased else 0.0, mod.unbiased)
+        return mean.float(), std.float()
+
+    def precompute_named(self, model: LoadedModel) -> int:
+        """Compute the statistics of every gallery style of an adain/color model; returns how many."""
+        if model.card.architecture not in ("adain", "color"):
+            return 0
+        done = 0
+        with torch.inference_mode(), self._precision(model):
+            for name in model.card.styles:
+                if (model.folder / "styles" / f"{name}.png").is_file():
+                    self.style_stats(model, StyleRef(name=name))
+                    done += 1
+        return done
+
+    # ------------------------------------------------------------------ stylize
+
+    @staticmethod
+    def _mix(weights: list[float] | None, k: int) -> list[float]:
+        if weights is None:
+            return [1.0 / k] * k
+        total = float(sum(weights))
+        return [w / total for w in weights]
+
+    def _mixed_stats(self, model: LoadedModel, work: StylizeWork) -> StyleStats:
+        stats = [self.style_stats(model, ref) for ref in work.styles]
+        if len(stats) == 1:
+            return stats[0]
+        mix = self._mix(work.weights, len(stats))
+        mean = sum(m * s[0] for m, s in zip(mix, stats, strict=True))
+        std = sum(m * s[1] for m, s in zip(mix, stats, strict=True))
+        return mean, std
+
+    @staticmethod
+    def _style_row(model: LoadedModel, work: StylizeWork) -> Tensor:
+        """Multistyle: the style-weight row (1, S); a single style is a one-hot row."""
+        names = model.card.styles
+        row = torch.zeros(1, len(names))
+        mix = Engine._mix(work.weights, len(work.styles))
+        for ref, m in zip(work.styles, mix, strict=True):
+            assert ref.name is not None
+            row[0, names.index(ref.name)] += m
+        return row
+
+    def _stylize_batch(self, model: LoadedModel, works: list[StylizeWork]) -> Tensor:
+        """One forward pass for contents of one size -> (N, 3, H, W) float32 in [0, 1] on the CPU."""
+        arch, net = model.card.architecture, model.module
+        x = torch.cat([w.content for w in works]).to(self.device, torch.float32)
+        if self.device.type == "cuda":
+            x = x.contiguous(memory_format=torch.channels_last)
+        alpha = torch.tensor([w.alpha for w in works], device=self.device).view(-1, 1, 1, 1)
+        if arch == "fast":
+            assert isinstance(net, TransformerNet)
+            out = net(x)
+        elif arch == "multistyle":
+            assert isinstance(net, TransformerNet)
+            rows = torch.cat([self._style_row(model, w) for w in works]).to(self.device)
+            out = net(x, rows)
+        elif arch == "adain":
+            assert isinstance(net, AdaINNet)
+            stats = [self._mixed_stats(model, w) for w in works]
+            mean = torch.cat([s[0] for s in stats])
+            std = torch.cat([s[1] for s in stats])
+            padded, h, w = net._pad(x)
+            feat = net.encode(padded)
+            t = net.transfer(feat, (mean.to(feat.dtype), std.to(feat.dtype)))
+            out = net.decode(alpha * t + (1 - alpha) * feat, (h, w))
+        elif arch == "color":
+            stats = [self._mixed_stats(model, w) for w in works]
+            mean = torch.cat([s[0] for s in stats])
+            std = torch.cat([s[1] for s in stats])
+            lab = rgb_to_lab(x)
+            out = lab_to_rgb(alpha * net.adain(lab, (mean, std)) + (1 - alpha) * lab)
+        else:
+            raise ApiError(422, "invalid_parameters", f"{arch} models do not stylize")
+        return out.float().clamp(0.0, 1.0).cpu()
+
+    def _stylize_alone(self, model: LoadedModel, work: StylizeWork) -> Tensor:
+        """Masks, colour preservation or tiles: the library's stylize, with cached statistics where it can."""
+        arch = model.card.architecture
+        styles: list[Any] = []
+        for ref in work.styles:
+            if arch == "multistyle" or (ref.name is not None and arch != "adain"):
+                styles.append(ref.name)
+            elif arch == "adain" and not work.preserve_color:
+                styles.append(self.style_stats(model, ref))
+            else:  # colour preservation recolours each style image for this content: no cache
+                styles.append(
+                    named_style(model, ref.name) if ref.name is not None else self._style_image(ref)
+                )
+        out = stylize(
+            model,
+            work.content,
+            styles,
+            work.weights,
+            work.alpha,
+            work.preserve_color,
+            work.masks,
+            None,
+            self.max_untiled_pixels,
+            half=self.device.type == "cuda" and arch != "color",
+        )
+        return out.float().cpu()

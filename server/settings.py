@@ -1,0 +1,105 @@
+"""Server settings: one pydantic-settings schema for the environment (``STYLENORM_*``), ``.env`` and the CLI.
+
+List settings (``api_keys``, ``cors_origins``) read from the environment as a
+JSON list or as comma-separated text: ``STYLENORM_API_KEYS=key1,key2``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from stylenorm.models import DEFAULT_MODELS_DIR
+
+ENV_PREFIX = "STYLENORM_"
+
+
+def _split_list(value: Any) -> Any:
+    """'a,b' or '["a", "b"]' -> ['a', 'b']; lists pass through."""
+    if isinstance(value, str):
+        text = value.strip()
+        if not text:
+            return []
+        if text.startswith("["):
+            return json.loads(text)
+        return [part.strip() for part in text.split(",") if part.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    """Everything an operator can set; each field is also the env variable STYLENORM_<FIELD NAME>."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    models_dir: Path = Field(DEFAULT_MODELS_DIR, description="the model repository to serve")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: cuda when available")
+    max_upload_bytes: int = Field(20_000_000, ge=1024, description="largest request body, all files together")
+    max_pixels: int = Field(16_000_000, ge=256, description="largest decoded input image (width × height)")
+    max_side: int = Field(1024, ge=16, le=16384, description="largest output side; requests may ask for less")
+    style_max_side: int = Field(512, ge=16, le=4096, description="uploaded style images are bounded to this")
+    max_untiled_pixels: int = Field(
+        4_000_000, ge=256, description="contents above this many pixels run alone, in exact tiles"
+    )
+    max_batch_size: int = Field(
+        8, ge=1, le=64, description="largest batch of one forward pass (1: no batching)"
+    )
+    max_batch_delay_ms: float = Field(
+        5.0, ge=0.0, le=1000.0, description="how long the first request of a batch waits for others"
+    )
+    queue_size: int = Field(64, ge=1, le=100_000, description="requests waiting for the worker; beyond: 503")
+    request_timeout_s: float = Field(30.0, gt=0.0, le=3600.0, description="per-request deadline; beyond: 504")
+    api_keys: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list, description="accepted API keys (X-API-Key or Bearer); empty: no auth"
+    )
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="origins allowed by CORS; empty: CORS closed"
+    )
+    docs_enabled: bool = Field(True, description="serve /docs, /redoc and /openapi.json")
+    log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
+    default_model: str = Field("color-transfer", description="model of /v1/stylize when none is named")
+    style_cache_size: int = Field(256, ge=1, description="cached statistics of uploaded style images")
+    thumbnail_size: int = Field(128, ge=16, le=512, description="longer side of style thumbnails")
+    warmup: bool = Field(True, description="run one tiny inference per model before reporting ready")
+    tune_allocator: bool = Field(True, description="stylenorm.runtime.tune_cpu_allocator() at start")
+
+    @field_validator("api_keys", "cors_origins", mode="before")
+    @classmethod
+    def _lists(cls, value: Any) -> Any:
+        return _split_list(value)
+
+    @field_validator("api_keys")
+    @classmethod
+    def _no_empty_keys(cls, keys: list[SecretStr]) -> list[SecretStr]:
+        if any(not k.get_secret_value() for k in keys):
+            raise ValueError("an API key may not be empty")
+        return keys
+
+    def resolved_device(self) -> str:
+        """'cpu' or 'cuda' (auto: cuda when torch sees a GPU)."""
+        import torch
+
+        if self.device == "auto":
+            return "cuda" if torch.cuda.is_available() else "cpu"
+        return self.device
+
+    def to_env(self) -> dict[str, str]:
+        """These settings as STYLENORM_* variables (how `stylenorm serve --workers N` hands them on)."""
+        env: dict[str, str] = {}
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if name == "api_keys":
+                text = json.dumps([k.get_secret_value() for k in value])
+            elif isinstance(value, list):
+                text = json.dumps(value)
+            elif isinstance(value, bool):
+                text = "true" if value else "false"
+            else:
+                text = str(value)
+            env[ENV_PREFIX + name.upper()] = text
+        return env
