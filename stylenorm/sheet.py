@@ -61,6 +61,12 @@ def _expand(paths: list[str]) -> list[str]:
     return out
 
 
+def _fit(label: str, width: int) -> str:
+    """Shorten a label to about what the default font fits in width pixels (6 px a character)."""
+    room = max(4, width // 6)
+    return label if len(label) <= room else label[: room - 1] + "…"
+
+
 def _style_image(model: LoadedModel, style: str, size: int) -> Tensor | None:
     """The picture of a style: a file, a gallery image, or None (a multistyle row without a thumbnail)."""
     if Path(style).is_file():
@@ -93,13 +99,13 @@ def contact_sheet(
         x = j * cell + _PAD
         if pictures[s] is not None:
             sheet.paste(to_pil(_square(pictures[s], size)), (x, _PAD))
-        draw.text((x, size + _PAD), Path(s).stem if s else model.card.name, fill="black")
+        draw.text((x, size + _PAD), _fit(Path(s).stem if s else model.card.name, size), fill="black")
     cells: list[Cell] = []
     for i, path in enumerate(contents, start=1):
         content = _square(load_image(path), size)
         y = i * (cell + _LABEL) + _PAD
         sheet.paste(to_pil(content), (_PAD, y))
-        draw.text((_PAD, y + size), Path(path).stem, fill="black")
+        draw.text((_PAD, y + size), _fit(Path(path).stem, size), fill="black")
         for j, s in enumerate(columns, start=1):
             style_arg = [] if s is None else [pictures[s] if Path(s).is_file() else s]
             options = {"alpha": alpha} if arch in ("adain", "color") else {}
