@@ -9,6 +9,10 @@
   encoder keeps the layers up to relu4_1 and the AdaIN layer uses the port's
   convention (unbiased variance + ε for content and style), so our outputs
   equal the port's.
+* NVlabs/SPADE: ``latest_net_G.pth``, the generator (legacy spectral-norm
+  ``weight_orig``/``weight_u``/``weight_v``, sync-BN buffers under
+  ``param_free_norm.``) renamed to :class:`~stylenorm.nets.spade.SPADEGenerator`'s
+  keys; in eval mode the outputs equal the official generator's.
 
 Files are read with ``torch.load(weights_only=True)``: tensors only, never
 pickled code. The result is a ``models/<name>/`` folder (card + safetensors)
@@ -30,6 +34,7 @@ from torch import Tensor, nn
 from stylenorm.errors import MissingWeightsError
 from stylenorm.models import weights_to_save
 from stylenorm.nets import AdaINNet, TransformerNet, VGGEncoder
+from stylenorm.nets.spade import SPECTRAL_KEYS, UPSAMPLINGS, SPADEGenerator
 from stylenorm.repository import CARD, ModelCard, ModelError, check_name, save_model
 
 # pre-0.4 InstanceNorm2d saved running buffers it never used; pytorch/examples deletes them the same way
@@ -210,9 +215,165 @@ def import_pytorch_adain(
     return folder
 
 
+_PARAM_FREE = ".param_free_norm."
+# the datasets' layouts, for the hint when label_nc and the flags do not give the checkpoint's channels
+_SPADE_LAYOUT_HINT = (
+    "ADE20K: --label-nc 150 --contain-dontcare --no-instance (151 channels); COCO-Stuff: --label-nc 182 "
+    "--contain-dontcare (184); Cityscapes: --label-nc 35 (36)"
+)
+
+
+def spade_key_from_official(key: str) -> str:
+    """An NVlabs/SPADE generator key -> ours (spectral-norm parametrization, flat norm buffers)."""
+    for ours, theirs in SPECTRAL_KEYS:
+        if key.endswith("." + theirs):
+            return key[: -len(theirs)] + ours
+    return key.replace(_PARAM_FREE, ".")
+
+
+def read_class_names(path: str | Path, n: int) -> list[str]:
+    """A JSON list of n distinct class names (or {"classes": [...]}) from path."""
+    import json
+
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"class file {path} not found")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ModelError(f"class file {path} is not valid JSON: {exc}") from exc
+    if isinstance(data, dict):
+        data = data.get("classes")
+    if not isinstance(data, list) or not all(isinstance(c, str) and c for c in data):
+        raise ModelError(f"class file {path} must hold a JSON list of class names")
+    if len(data) != n or len(set(data)) != n:
+        raise ModelError(f"class file {path} must name {n} distinct classes (label_nc); it has {len(data)}")
+    return list(data)
+
+
+def _spade_shape_checks(
+    state: Mapping[str, Tensor], pth: Path, semantic_nc: int, parts: str, ngf: int, upsampling: str
+) -> None:
+    """Clear errors for the settings a checkpoint contradicts (before the key-by-key comparison)."""
+    fc = state.get("fc.weight")
+    if fc is None:
+        raise ModelError(f"{pth} is not a SPADE generator state dict: it has no fc.weight (keys: "
+                         f"{_some(sorted(state))})")
+    if fc.dim() == 2:
+        raise ModelError(
+            f"{pth} is a --use_vae generator (fc is a Linear layer on z): importing it needs its encoder "
+            "net_E as well, which is not supported; import a generator trained without the VAE"
+        )
+    if fc.shape[1] != semantic_nc:
+        raise ModelError(
+            f"{pth} takes {fc.shape[1]} label channels, but {parts} = {semantic_nc}; set --label-nc, "
+            f"--contain-dontcare and --no-instance to match ({_SPADE_LAYOUT_HINT})"
+        )
+    if fc.shape[0] != 16 * ngf:
+        raise ModelError(f"{pth} has ngf {fc.shape[0] // 16} (fc has {fc.shape[0]} outputs); use --ngf "
+                         f"{fc.shape[0] // 16}")
+    has_up4 = any(k.startswith("up_4.") for k in state)
+    if has_up4 != (upsampling == "most"):
+        wanted = "most" if has_up4 else "normal (or more)"
+        raise ModelError(f"{pth} was trained with num_upsampling_layers {wanted}; use "
+                         f"--num-upsampling-layers {wanted.split()[0]}")
+
+
+def import_spade(
+    pth: Path,
+    models_dir: Path,
+    name: str,
+    label_nc: int,
+    *,
+    ngf: int = 64,
+    num_upsampling_layers: str = "normal",
+    crop_size: int = 256,
+    aspect_ratio: float = 1.0,
+    use_instance: bool = True,
+    contain_dontcare: bool = False,
+    norm: str = "spade:sync_batch:3x3",
+    classes: list[str] | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """NVlabs/SPADE ``latest_net_G.pth`` -> models_dir/name (architecture ``spade``); returns the folder.
+
+    The label channels are label_nc one-hot classes (+1 don't-care if
+    ``contain_dontcare``) (+1 instance edges, last, if ``use_instance``), as the
+    official ``semantic_nc`` (the official default keeps instances on; ADE20K
+    has none). Hidden width and spectral norm are read from the checkpoint;
+    ``norm`` must have the checkpoint's statistics (``spade:sync_batch:3x3`` for
+    the official ``spectralspadesyncbatch3x3``, ``spade:instance:3x3`` for
+    ``spadeinstance3x3``). The card names the classes ``class_0`` … unless
+    ``classes`` are given and gives them a deterministic distinct palette.
+    """
+    from stylenorm.synthesize import default_palette
+
+    pth = Path(pth)
+    folder = _target(models_dir, name, overwrite)
+    if label_nc < 1:
+        raise ModelError(f"label_nc must be positive; got {label_nc}")
+    if num_upsampling_layers not in UPSAMPLINGS:
+        raise ModelError(f"num_upsampling_layers must be one of {', '.join(UPSAMPLINGS)}; got "
+                         f"{num_upsampling_layers!r}")
+    names = list(classes) if classes is not None else [f"class_{i}" for i in range(label_nc)]
+    if len(names) != label_nc or len(set(names)) != label_nc:
+        raise ModelError(f"give {label_nc} distinct class names (label_nc); got {len(names)}")
+    official = read_checkpoint(pth, "SPADE generator weights (latest_net_G.pth)")
+    semantic_nc = label_nc + int(contain_dontcare) + int(use_instance)
+    parts = f"label_nc {label_nc}" + (" + 1 don't-care" if contain_dontcare else "") + (
+        " + 1 instance-edge channel" if use_instance else ""
+    )
+    _spade_shape_checks(official, pth, semantic_nc, parts, ngf, num_upsampling_layers)
+    hidden_key = "head_0.norm_0.mlp_shared.0.weight"
+    hidden = int(official[hidden_key].shape[0]) if hidden_key in official else 128
+    spectral = "head_0.conv_0.weight_orig" in official
+    arguments: dict[str, Any] = {
+        "label_nc": label_nc, "ngf": ngf, "z_dim": 256, "num_upsampling_layers": num_upsampling_layers,
+        "crop_size": crop_size, "aspect_ratio": aspect_ratio, "norm": norm, "use_vae": False,
+        "hidden": hidden, "contain_dontcare": contain_dontcare, "use_instance": use_instance,
+        "spectral": spectral,
+    }
+    net = SPADEGenerator(**arguments)
+    state = {spade_key_from_official(k): v for k, v in official.items()}
+    theirs_batch = any(k.endswith(_PARAM_FREE + "running_mean") for k in official)
+    ours_batch = any(k.endswith(".running_mean") for k in net.state_dict())
+    if theirs_batch != ours_batch:
+        hint = ("it normalizes with batch statistics (param_free_norm running_mean/var): use --norm "
+                "spade:sync_batch:3x3 (or spade:batch:3x3)") if theirs_batch else (
+                "it has no running statistics, so its SPADE layers use instance statistics: use --norm "
+                "spade:instance:3x3")
+        raise ModelError(f"{pth} does not fit --norm {norm}: {hint}")
+    load_strict(net, state, pth, f"NVlabs/SPADE generator ({norm}, {parts}, ngf {ngf})")
+    h, w = net.out_size
+    card = ModelCard(
+        name=name,
+        architecture="spade",
+        arguments=arguments,
+        contract={
+            "classes": names,
+            "palette": default_palette(label_nc),
+            "size": [h, w],
+            "input": "label map (1, H, W) of class indices 0..label_nc-1, or an index / palette-coloured PNG",
+            "output": "RGB float in [0, 1], (N, 3, H, W)",
+        },
+        provenance={
+            "source": pth.name,
+            "source_sha256": file_sha256(pth),
+            "note": "imported from NVlabs/SPADE; class k is channel k of the official one-hot (ADE20K: "
+            "file label k+1, file label 0 is don't-care; COCO-Stuff and Cityscapes: file label k)",
+        },
+        description=f"SPADE generator ({norm}, {label_nc} classes, {w}×{h}) imported from {pth.name}",
+    )
+    save_model(folder, card, weights_to_save(card, net))
+    return folder
+
+
 __all__ = [
     "import_fast_neural_style",
     "import_pytorch_adain",
+    "import_spade",
     "read_checkpoint",
+    "read_class_names",
+    "spade_key_from_official",
     "strip_legacy_instance_norm_keys",
 ]

@@ -41,6 +41,20 @@ def _import_adain(args: argparse.Namespace) -> int:
     return 0
 
 
+def _import_spade(args: argparse.Namespace) -> int:
+    from stylenorm.importers import import_spade, read_class_names
+
+    classes = read_class_names(args.classes, args.label_nc) if args.classes else None
+    folder = import_spade(
+        Path(args.weights), _models_dir(args), args.name, args.label_nc,
+        ngf=args.ngf, num_upsampling_layers=args.num_upsampling_layers, crop_size=args.crop_size,
+        aspect_ratio=args.aspect_ratio, use_instance=not args.no_instance,
+        contain_dontcare=args.contain_dontcare, norm=args.norm, classes=classes, overwrite=args.overwrite,
+    )
+    print(f"imported {args.weights} as model {args.name!r}: {folder}")
+    return 0
+
+
 def _export(args: argparse.Namespace) -> int:
     from stylenorm.export import check_onnx, export_onnx
     from stylenorm.models import load
@@ -64,7 +78,7 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    """Register ``import fast-neural-style``, ``import pytorch-adain`` and ``export``."""
+    """Register ``import fast-neural-style``, ``import pytorch-adain``, ``import spade`` and ``export``."""
     imp = subparsers.add_parser("import", help="import published checkpoints into the model repository")
     kinds = imp.add_subparsers(dest="source", required=True)
 
@@ -82,7 +96,30 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     adain.add_argument("--name", required=True, help="model name (lowercase letters, digits, . _ -)")
     adain.set_defaults(func=_import_adain)
 
-    for p in (fast, adain):
+    spade = kinds.add_parser(
+        "spade", help="an NVlabs/SPADE generator, latest_net_G.pth (ADE20K, COCO-Stuff, Cityscapes …)",
+        description="Import an official SPADE generator. Label channels = --label-nc (+1 with "
+        "--contain-dontcare) (+1 instance edges unless --no-instance); ADE20K: --label-nc 150 "
+        "--contain-dontcare --no-instance; COCO-Stuff: --label-nc 182 --contain-dontcare; Cityscapes: "
+        "--label-nc 35 --num-upsampling-layers more --crop-size 512 --aspect-ratio 2.",
+    )
+    spade.add_argument("--weights", required=True, help="latest_net_G.pth (a generator state dict)")
+    spade.add_argument("--name", required=True, help="model name (lowercase letters, digits, . _ -)")
+    spade.add_argument("--label-nc", type=int, required=True, help="number of classes")
+    spade.add_argument("--ngf", type=int, default=64, help="generator width (default 64)")
+    spade.add_argument("--num-upsampling-layers", choices=("normal", "more", "most"), default="normal")
+    spade.add_argument("--crop-size", type=int, default=256, help="output width (default 256)")
+    spade.add_argument("--aspect-ratio", type=float, default=1.0, help="width / height (default 1)")
+    spade.add_argument("--no-instance", action="store_true", help="no instance-edge channel (ADE20K)")
+    spade.add_argument("--contain-dontcare", action="store_true", help="an extra don't-care channel")
+    spade.add_argument("--norm", default="spade:sync_batch:3x3",
+                       help="the checkpoint's SPADE norm (default spade:sync_batch:3x3, the official; "
+                       "spade:instance:3x3 for spadeinstance3x3)")
+    spade.add_argument("--classes", default=None, metavar="FILE",
+                       help="JSON list of the class names (default class_0 …)")
+    spade.set_defaults(func=_import_spade)
+
+    for p in (fast, adain, spade):
         p.add_argument("--models-dir", default=None, help=_MODELS_DIR_HELP)
         p.add_argument("--overwrite", action="store_true", help="replace a model folder of that name")
 

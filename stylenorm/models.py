@@ -17,6 +17,8 @@ from torch import nn
 
 from stylenorm.color import ColorTransfer
 from stylenorm.nets import AdaINNet, TransformerNet, VGGEncoder
+from stylenorm.nets.cgan import ClassConditionalGenerator
+from stylenorm.nets.spade import SPADEGenerator
 from stylenorm.repository import ModelCard, ModelError, check_name, load_weights, read_card, scan
 
 DEFAULT_MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
@@ -53,12 +55,41 @@ def _color(card: ModelCard) -> nn.Module:
     return ColorTransfer()
 
 
+def _check_classes(card: ModelCard, n: int, what: str) -> None:
+    """The contract's class names (and palette) must fit the generator's n classes."""
+    classes = card.contract.get("classes")
+    if classes is not None and len(classes) != n:
+        raise ModelError(f"{card.name}: {len(classes)} class names in the contract but {what} {n}")
+    palette = card.contract.get("palette")
+    if palette is not None:
+        if len(palette) != n:
+            raise ModelError(f"{card.name}: {len(palette)} palette colours but {what} {n}")
+        packed = [tuple(c) for c in palette]
+        if len(set(packed)) != n or any(len(c) != 3 or not all(0 <= v <= 255 for v in c) for c in packed):
+            raise ModelError(f"{card.name}: the palette needs {n} distinct [r, g, b] colours in 0..255")
+
+
+def _spade(card: ModelCard) -> nn.Module:
+    g = SPADEGenerator(**card.arguments)
+    _check_classes(card, g.label_nc, "label_nc")
+    return g
+
+
+def _cgan(card: ModelCard) -> nn.Module:
+    g = ClassConditionalGenerator(**card.arguments)
+    _check_classes(card, g.num_classes, "num_classes")
+    return g
+
+
 BUILDERS: dict[str, Callable[[ModelCard], nn.Module]] = {
     "fast": _fast,
     "multistyle": _multistyle,
     "adain": _adain,
     "color": _color,
+    "spade": _spade,
+    "cgan": _cgan,
 }
+GAN_ARCHITECTURES = ("spade", "cgan")
 
 
 def build(card: ModelCard) -> nn.Module:
@@ -74,7 +105,18 @@ def build(card: ModelCard) -> nn.Module:
 
 
 def weights_to_save(card: ModelCard, model: nn.Module) -> dict[str, torch.Tensor]:
-    """The tensors a model folder stores: all of them, less a seeded random encoder (rebuilt on load)."""
+    """The tensors a model folder stores: all of them, less a seeded random encoder (rebuilt on load).
+
+    GAN models store the generator only: from a training pair (a module with
+    ``generator``, ``discriminator`` and optionally ``ema`` attributes) the
+    moving average when there is one, else the generator; never the discriminator.
+    """
+    if card.architecture in GAN_ARCHITECTURES:
+        for attribute in ("ema", "generator"):
+            part = getattr(model, attribute, None)
+            if isinstance(part, nn.Module):
+                return part.state_dict()
+        return model.state_dict()
     state = model.state_dict()
     if card.architecture == "adain" and isinstance(model, AdaINNet) and model.encoder.fmt == "random":
         state = {k: v for k, v in state.items() if not k.startswith("encoder.")}

@@ -1,4 +1,4 @@
-"""``stylenorm train fast|multistyle|adain``: flags generated from the config schema.
+"""``stylenorm train fast|multistyle|adain|spade|cgan``: flags generated from the config schema.
 
 Every setting of :mod:`stylenorm.train.config` is a flag (``batch_size`` ->
 ``--batch-size``); ``--config file.toml|.json`` supplies the same keys and
@@ -16,12 +16,14 @@ import types
 import typing
 from typing import Any
 
-from stylenorm.train.config import RECIPE_CONFIGS, TrainConfig, flag, make_config
+from stylenorm.train.config import GAN_RECIPES, RECIPE_CONFIGS, RunConfig, flag, make_config
 
 _HELP = {
     "fast": "one style per model: TransformerNet + instance norm (Johnson et al.; pytorch/examples defaults)",
     "multistyle": "several styles in one net with a CIN style table (Dumoulin et al.)",
     "adain": "arbitrary styles: train an AdaIN decoder (Huang & Belongie)",
+    "spade": "semantic image synthesis: label map -> image (SPADE/CLADE generator, multiscale D)",
+    "cgan": "class-conditional generation: CBN generator + projection discriminator (SNGAN)",
 }
 
 
@@ -47,7 +49,7 @@ def _default_text(field: Any) -> str:
     return f" (default: {field.default})"
 
 
-def add_recipe_flags(parser: argparse.ArgumentParser, config: type[TrainConfig]) -> None:
+def add_recipe_flags(parser: argparse.ArgumentParser, config: type[RunConfig]) -> None:
     """One flag per setting of config (all default to 'not given', so a config file can supply them)."""
     parser.add_argument("--config", metavar="FILE", help="settings file (.toml or .json); flags override it")
     fields = sorted(config.model_fields.items(), key=lambda kv: not kv[1].is_required())  # required first
@@ -75,8 +77,9 @@ def add_recipe_flags(parser: argparse.ArgumentParser, config: type[TrainConfig])
 def add_parser(subparsers: Any) -> None:
     """Register ``train`` with one sub-subcommand per recipe (each runs :func:`run`)."""
     train = subparsers.add_parser(
-        "train", help="train a style-transfer model into a model folder",
-        description="Train a style-transfer model. Several GPUs or machines: launch with torchrun.",
+        "train", help="train a style-transfer or synthesis model into a model folder",
+        description="Train a style-transfer, semantic-synthesis or class-conditional model. "
+        "Several GPUs or machines: launch with torchrun.",
     )
     recipes = train.add_subparsers(dest="recipe", required=True, metavar="{" + ",".join(RECIPE_CONFIGS) + "}")
     for name, config in RECIPE_CONFIGS.items():
@@ -85,7 +88,7 @@ def add_parser(subparsers: Any) -> None:
         p.set_defaults(func=run)
 
 
-def config_from_args(args: argparse.Namespace) -> TrainConfig:
+def config_from_args(args: argparse.Namespace) -> RunConfig:
     """The validated config of a parsed ``stylenorm train <recipe>`` command line."""
     fields = RECIPE_CONFIGS[args.recipe].model_fields
     given = {k: v for k, v in vars(args).items() if k in fields and k != "recipe"}
@@ -95,15 +98,21 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 def run(args: argparse.Namespace) -> int:
     """Validate the settings, train, write the model folder; 0 on success."""
     from stylenorm.runtime import tune_cpu_allocator
-    from stylenorm.train.engine import train
-    from stylenorm.train.style import build_recipe
 
     cfg = config_from_args(args)
     tune_cpu_allocator()
-    result = train(cfg, build_recipe, command=shlex.join(sys.argv))
+    if cfg.recipe in GAN_RECIPES:
+        from stylenorm.train.gan import train_gan
+
+        result = train_gan(cfg, command=shlex.join(sys.argv))  # type: ignore[arg-type]
+    else:
+        from stylenorm.train.engine import train
+        from stylenorm.train.style import build_recipe
+
+        result = train(cfg, build_recipe, command=shlex.join(sys.argv))  # type: ignore[arg-type]
     if result.card is not None:
         losses = result.card.provenance.get("final_losses", {})
-        shown = ", ".join(f"{k} {v:.4g}" for k, v in losses.items() if k not in ("lr", "images_per_s"))
+        shown = ", ".join(f"{k} {v:.4g}" for k, v in losses.items() if not k.startswith(("lr", "images")))
         print(f"wrote {result.folder} ({result.step} steps; {shown}); logs in {cfg.runs}")
     return 0
 

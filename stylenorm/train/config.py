@@ -45,13 +45,12 @@ def _recipe_norm(spec: str, conditional: bool) -> str:
     return spec
 
 
-class TrainConfig(BaseModel):
-    """Settings shared by every recipe (sizes in pixels, steps in optimizer steps)."""
+class RunConfig(BaseModel):
+    """Settings every recipe shares, style transfer and GAN (sizes in pixels, steps in optimizer steps)."""
 
     model_config = ConfigDict(extra="forbid", validate_default=True)
 
     recipe: str
-    content: Path = Field(description="folder of content images (searched recursively)")
     out: Path = Field(description="model folder to write, e.g. models/candy")
     name: str | None = Field(None, description="model name in the card (default: the --out folder's name)")
     run_dir: Path | None = Field(
@@ -60,11 +59,6 @@ class TrainConfig(BaseModel):
     steps: int = Field(40_000, gt=0, description="total optimizer steps")
     batch_size: int = Field(4, gt=0, description="images per step and process")
     lr: float = Field(1e-3, gt=0, description="Adam learning rate")
-    lr_decay: float = Field(0.0, ge=0, description="lr_i = lr / (1 + lr_decay·i)")
-    image_size: int = Field(256, ge=16, description="training crop size S (S×S)")
-    content_weight: float = Field(1e5, ge=0, description="weight of the content loss")
-    style_weight: float = Field(1e10, ge=0, description="weight of the style loss")
-    tv_weight: float = Field(0.0, ge=0, description="weight of the total-variation loss (0 = off)")
     encoder: Literal["torchvision", "normalised", "random"] = Field(
         "torchvision",
         description="loss-network weights: torchvision (ImageNet), normalised (AdaIN's VGG-19) "
@@ -109,7 +103,7 @@ class TrainConfig(BaseModel):
         return value
 
     @model_validator(mode="after")
-    def _encoder_weights(self) -> TrainConfig:
+    def _encoder_weights(self) -> RunConfig:
         if self.encoder == "random" and self.encoder_weights is not None:
             raise ValueError(
                 "--encoder random takes no --encoder-weights (its weights come from --encoder-seed)"
@@ -117,7 +111,7 @@ class TrainConfig(BaseModel):
         return self
 
     @model_validator(mode="after")
-    def _default_name(self) -> TrainConfig:
+    def _default_name(self) -> RunConfig:
         if self.name is None:
             folder = self.out.resolve().name
             try:
@@ -139,6 +133,17 @@ class TrainConfig(BaseModel):
     def runs(self) -> Path:
         """The run folder: logs, samples, checkpoints (kept out of the model folder, which is for serving)."""
         return self.run_dir if self.run_dir is not None else Path("runs") / self.model_name
+
+
+class TrainConfig(RunConfig):
+    """Settings shared by the style-transfer recipes (fast, multistyle, adain)."""
+
+    content: Path = Field(description="folder of content images (searched recursively)")
+    lr_decay: float = Field(0.0, ge=0, description="lr_i = lr / (1 + lr_decay·i)")
+    image_size: int = Field(256, ge=16, description="training crop size S (S×S)")
+    content_weight: float = Field(1e5, ge=0, description="weight of the content loss")
+    style_weight: float = Field(1e10, ge=0, description="weight of the style loss")
+    tv_weight: float = Field(0.0, ge=0, description="weight of the total-variation loss (0 = off)")
 
 
 class FastConfig(TrainConfig):
@@ -212,11 +217,252 @@ class AdaINConfig(TrainConfig):
         return self
 
 
-RECIPE_CONFIGS: dict[str, type[TrainConfig]] = {
+# --------------------------------------------------------------------------------- GAN recipes
+
+SPADE_LAYOUTS = ("ade20k", "cityscapes", "coco_stuff", "custom", "scenes")
+# what each dataset layout fixes: label_nc, don't-care channel, instance maps by default, crop aspect
+# and upsampling (SPADE's per-dataset option overrides); None = given by the user or the data
+_LAYOUT_DEFAULTS: dict[str, dict[str, Any]] = {
+    "ade20k": {"label_nc": 150, "contain_dontcare": True, "use_instance": False, "aspect_ratio": 1.0,
+               "num_upsampling_layers": "normal", "preprocess": "resize_and_crop"},
+    "cityscapes": {"label_nc": 35, "contain_dontcare": False, "use_instance": True, "aspect_ratio": 2.0,
+                   "num_upsampling_layers": "more", "preprocess": "fixed"},
+    "coco_stuff": {"label_nc": 182, "contain_dontcare": True, "use_instance": True, "aspect_ratio": 1.0,
+                   "num_upsampling_layers": "normal", "preprocess": "resize_and_crop"},
+    "custom": {"label_nc": None, "contain_dontcare": None, "use_instance": None, "aspect_ratio": 1.0,
+               "num_upsampling_layers": "normal", "preprocess": "resize_and_crop"},
+    # scenes generated on the fly are drawn at the crop size; a write_scenes folder is resized and cropped
+    "scenes": {"label_nc": 6, "contain_dontcare": False, "use_instance": False, "aspect_ratio": 1.0,
+               "num_upsampling_layers": "normal", "preprocess": "resize_and_crop"},
+}
+_PREPROCESS = Literal[
+    "resize_and_crop", "crop", "scale_width_and_crop", "scale_shortside_and_crop", "fixed", "none"
+]
+
+
+class GANConfig(RunConfig):
+    """Settings of the GAN recipes (spade, cgan): two Adam optimizers, hinge loss, optional EMA of G."""
+
+    lr: float = Field(2e-4, gt=0, description="base Adam learning rate (with --ttur: G lr/2, D 2·lr)")
+    beta1: float | None = Field(None, ge=0, lt=1, description="Adam β1 (default: the recipe's)")
+    beta2: float | None = Field(None, ge=0, lt=1, description="Adam β2 (default: the recipe's)")
+    lr_decay_steps: int = Field(
+        0, ge=0,
+        description="decay both lrs linearly to 0 over the last N steps (SPADE's niter_decay; 0 = off)",
+    )
+    ema: float = Field(
+        0.0, ge=0, lt=1, description="decay of a moving average of G's weights, e.g. 0.999; the model folder "
+        "then stores the average (0 = off)"
+    )
+    encoder: Literal["torchvision", "random"] = Field(
+        "torchvision", description="VGG-19 weights of the perceptual loss: torchvision (ImageNet) or random "
+        "(seeded; works offline, lower quality)"
+    )
+
+    @model_validator(mode="after")
+    def _decay(self) -> GANConfig:
+        if self.lr_decay_steps > self.steps:
+            raise ValueError(f"lr_decay_steps {self.lr_decay_steps} must be ≤ steps {self.steps}")
+        return self
+
+    def _ttur(self) -> bool:
+        return bool(getattr(self, "ttur", False))
+
+    @property
+    def lrs(self) -> tuple[float, float]:
+        """(G lr, D lr): lr/2 and 2·lr under TTUR (SPADE), else lr for both."""
+        return (self.lr / 2, self.lr * 2) if self._ttur() else (self.lr, self.lr)
+
+    @property
+    def betas(self) -> tuple[float, float]:
+        """Adam (β1, β2): given, else (0, 0.9) with TTUR and (0.5, 0.999) without (SPADE's options)."""
+        default = (0.0, 0.9) if self._ttur() else (0.5, 0.999)
+        return (
+            default[0] if self.beta1 is None else self.beta1,
+            default[1] if self.beta2 is None else self.beta2,
+        )
+
+
+def _spade_norm(spec: str) -> str:
+    """spec if a SPADE block can use it: spade:…, clade:… or a parameter-free norm."""
+    from stylenorm.nets.spade import SPADEResBlock
+
+    try:
+        SPADEResBlock(4, 4, spec, 2, spectral=False, hidden=4)
+    except SpecError as exc:
+        raise ValueError(str(exc)) from exc
+    return spec
+
+
+class SpadeConfig(GANConfig):
+    """SPADE semantic image synthesis (Park et al. 2019), the official defaults: TTUR, hinge, FM, VGG."""
+
+    recipe: Literal["spade"] = "spade"
+    layout: Literal["ade20k", "cityscapes", "coco_stuff", "custom", "scenes"] = Field(
+        description="dataset layout; scenes = synthetic outdoor scenes (6 classes), no download"
+    )
+    data: Path | None = Field(
+        None, description="dataset root (ade20k, cityscapes, coco_stuff); custom/scenes: a folder with "
+        "labels/ and images/ (as write_scenes makes it); scenes without it: generated on the fly"
+    )
+    label_dir: Path | None = Field(None, description="custom: the label-map folder (instead of DATA/labels)")
+    image_dir: Path | None = Field(None, description="custom: the image folder (instead of DATA/images)")
+    instance_dir: Path | None = Field(
+        None, description="custom: an instance-map folder (default: DATA/instances if present)"
+    )
+    label_nc: int | None = Field(
+        None, ge=1, description="number of classes (custom; fixed by the other layouts)"
+    )
+    contain_dontcare: bool | None = Field(
+        None, description="an extra don't-care label channel (default: the layout's; custom: off)"
+    )
+    use_instance: bool | None = Field(
+        None, description="feed instance edges as the last label channel (default: the layout's)"
+    )
+    classes: Path | None = Field(
+        None, description="JSON file: a list of class names, or {\"classes\": [...], \"palette\": "
+        "[[r,g,b], ...]} (default: DATA/classes.json if present, else class_0 …)"
+    )
+    scenes: int = Field(2000, ge=1, description="scenes: how many to generate on the fly without --data")
+    crop_size: int = Field(256, ge=8, description="training and output width in pixels")
+    load_size: int | None = Field(
+        None, ge=8, description="resize before the crop (default: crop_size·286/256)"
+    )
+    preprocess: _PREPROCESS | None = Field(None, description="resize/crop mode (default: the layout's)")
+    aspect_ratio: float | None = Field(
+        None, gt=0, description="width / height of the output (default: the layout's)"
+    )
+    flip: bool = Field(True, description="random horizontal flips")
+    num_upsampling_layers: Literal["normal", "more", "most"] | None = Field(
+        None, description="generator depth (default: the layout's; normal = 5 upsamplings)"
+    )
+    norm: str = Field(
+        "spade:instance:3x3", description="block norm spec: spade:<stats>:3x3, clade:<stats> or a "
+        "parameter-free norm (spade:sync_batch:3x3 is the official)"
+    )
+    ngf: int = Field(64, ge=1, description="generator width")
+    ndf: int = Field(64, ge=1, description="discriminator width")
+    z_dim: int = Field(256, ge=1, description="latent size (with --use-vae)")
+    spade_hidden: int = Field(128, ge=1, description="hidden width of the SPADE convs")
+    use_vae: bool = Field(
+        False, description="train an image encoder too (multimodal, style-guided synthesis)"
+    )
+    spectral: bool = Field(True, description="spectral norm on the generator's block convs")
+    num_d: int = Field(2, ge=1, description="discriminator scales")
+    n_layers_d: int = Field(4, ge=1, description="layers per discriminator")
+    steps: int = Field(100_000, gt=0, description="total iterations (one G and one D update each)")
+    batch_size: int = Field(1, gt=0, description="label maps per step and process")
+    ttur: bool = Field(True, description="two time-scale update rule: G at lr/2, D at 2·lr, Adam β (0, 0.9)")
+    feat_weight: float = Field(10.0, ge=0, description="weight of the discriminator feature-matching loss")
+    vgg_weight: float = Field(10.0, ge=0, description="weight of the VGG-19 perceptual loss (0 = off)")
+    kld_weight: float = Field(0.05, ge=0, description="weight of the KL loss (with --use-vae)")
+
+    @field_validator("norm")
+    @classmethod
+    def _norm(cls, value: str) -> str:
+        return _spade_norm(value)
+
+    @model_validator(mode="after")
+    def _layout_settings(self) -> SpadeConfig:
+        fixed = _LAYOUT_DEFAULTS[self.layout]
+        for key in ("label_nc", "contain_dontcare"):
+            given, value = getattr(self, key), fixed[key]
+            if value is not None and given is not None and given != value:
+                raise ValueError(f"--layout {self.layout} has {key} {value}; got {flag(key)} {given}")
+            if given is None and value is not None:
+                setattr(self, key, value)
+        if self.layout in ("ade20k", "scenes") and self.use_instance:
+            raise ValueError(f"--layout {self.layout} has no instance maps; drop --use-instance")
+        if self.use_instance is None and fixed["use_instance"] is not None:
+            self.use_instance = fixed["use_instance"]
+        if self.layout in ("ade20k", "cityscapes", "coco_stuff") and self.data is None:
+            raise ValueError(f"--layout {self.layout} needs --data (the dataset's root folder)")
+        folders = self.label_dir is not None and self.image_dir is not None
+        if self.layout == "custom" and self.data is None and not folders:
+            raise ValueError(
+                "--layout custom needs --data (with labels/ and images/) or --label-dir and --image-dir"
+            )
+        if self.layout != "custom" and (self.label_dir or self.image_dir or self.instance_dir):
+            raise ValueError("--label-dir, --image-dir and --instance-dir are for --layout custom")
+        for key in ("aspect_ratio", "num_upsampling_layers", "preprocess"):
+            if getattr(self, key) is None:
+                setattr(self, key, fixed[key])
+        if self.load_size is None:
+            self.load_size = round(self.crop_size * 286 / 256)
+        from stylenorm.nets.spade import latent_grid
+
+        try:
+            latent_grid(self.crop_size, self.num_upsampling_layers or "normal", self.aspect_ratio or 1.0)
+        except SpecError as exc:
+            raise ValueError(f"--crop-size: {exc}") from exc
+        if self.preprocess == "resize_and_crop" and self.load_size < self.crop_size:
+            raise ValueError(f"load_size {self.load_size} must be ≥ crop_size {self.crop_size}")
+        return self
+
+    @property
+    def out_size(self) -> tuple[int, int]:
+        """(H, W) of the generator's output (and of the training crops)."""
+        from stylenorm.nets.spade import UPSAMPLINGS, latent_grid
+
+        sh, sw = latent_grid(self.crop_size, self.num_upsampling_layers or "normal", self.aspect_ratio or 1.0)
+        ups = 2 ** UPSAMPLINGS[self.num_upsampling_layers or "normal"]
+        return sh * ups, sw * ups
+
+
+def _class_norm(spec: str) -> str:
+    """spec if the class-conditional generator can use it (cbn, cbn:<stats>, cin …)."""
+    from stylenorm.nets.cgan import GBlock
+
+    try:
+        GBlock(4, 4, spec, 2)
+    except SpecError as exc:
+        raise ValueError(str(exc)) from exc
+    return spec
+
+
+class CGANConfig(GANConfig):
+    """Class-conditional GAN: SNGAN projection discriminator, BigGAN-style CBN generator, SNGAN defaults."""
+
+    recipe: Literal["cgan"] = "cgan"
+    data: Path = Field(description="image folder whose subfolders are the classes (images found recursively)")
+    image_size: int = Field(32, description="output size: 32, 64 or 128")
+    z_dim: int = Field(128, ge=1, description="latent size")
+    ngf: int = Field(64, ge=1, description="generator width")
+    ndf: int = Field(128, ge=1, description="discriminator width")
+    norm: str = Field("cbn", description="class-conditional norm of the generator (cbn, cbn:<stats>, cin …)")
+    g_spectral: bool = Field(False, description="spectral norm on the generator too (BigGAN)")
+    n_dis: int = Field(5, ge=1, description="discriminator updates per generator update (SNGAN 5)")
+    ttur: bool = Field(False, description="G at lr/2, D at 2·lr (BigGAN-like); off: both at lr (SNGAN)")
+    steps: int = Field(100_000, gt=0, description="generator updates (each after --n-dis D updates)")
+    batch_size: int = Field(16, gt=0, description="images per D update and process")
+    flip: bool = Field(True, description="random horizontal flips")
+
+    @field_validator("image_size")
+    @classmethod
+    def _size(cls, value: int) -> int:
+        if value not in (32, 64, 128):
+            raise ValueError(f"image_size must be 32, 64 or 128; got {value}")
+        return value
+
+    @field_validator("norm")
+    @classmethod
+    def _norm(cls, value: str) -> str:
+        return _class_norm(value)
+
+    @property
+    def betas(self) -> tuple[float, float]:
+        """Adam (β1, β2): given, else SNGAN's (0, 0.9)."""
+        return (0.0 if self.beta1 is None else self.beta1, 0.9 if self.beta2 is None else self.beta2)
+
+
+RECIPE_CONFIGS: dict[str, type[RunConfig]] = {
     "fast": FastConfig,
     "multistyle": MultistyleConfig,
     "adain": AdaINConfig,
+    "spade": SpadeConfig,
+    "cgan": CGANConfig,
 }
+GAN_RECIPES = ("spade", "cgan")
 
 
 def flag(key: str) -> str:
@@ -268,7 +514,10 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
         if isinstance(value, dict):
             raise ConfigError(f"config file {path}: settings are flat keys; {key!r} is a table")
         out[key.replace("-", "_")] = value
-    for key in ("content", "out", "run_dir", "encoder_weights", "style"):
+    for key in (
+        "content", "out", "run_dir", "encoder_weights", "style", "data", "label_dir", "image_dir",
+        "instance_dir", "classes",
+    ):
         if key in out:
             out[key] = _relative_to(out[key], path.parent)
     if out.get("resume") not in (None, "latest"):
@@ -286,7 +535,7 @@ def _relative_to(value: Any, base: Path) -> Any:
 
 def make_config(
     recipe: str, overrides: Mapping[str, Any] | None = None, config_file: str | Path | None = None
-) -> TrainConfig:
+) -> RunConfig:
     """The validated settings of recipe: the file's values (if any) overridden by ``overrides``."""
     if recipe not in RECIPE_CONFIGS:
         raise ConfigError(f"unknown recipe {recipe!r}; known: {', '.join(RECIPE_CONFIGS)}")
@@ -303,11 +552,17 @@ def make_config(
 
 
 __all__ = [
+    "GAN_RECIPES",
     "RECIPE_CONFIGS",
+    "SPADE_LAYOUTS",
     "AdaINConfig",
+    "CGANConfig",
     "ConfigError",
     "FastConfig",
+    "GANConfig",
     "MultistyleConfig",
+    "RunConfig",
+    "SpadeConfig",
     "TrainConfig",
     "flag",
     "make_config",
