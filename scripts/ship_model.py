@@ -1,0 +1,63 @@
+"""Copy a trained model folder into models/ as shipped: fp16 weights, a gallery, an honest card.
+
+    .venv/bin/python scripts/ship_model.py SRC NAME [--styles IMG ...] [--note TEXT] [--sheet-json FILE]
+
+Weights are stored as float16 (the loader casts back to float32); ``--styles``
+images become the model's named gallery (``styles/<stem>.png``, longer side
+256) — for a multistyle model, one per table row, named like the row; ``--note`` goes into
+the description; ``--sheet-json`` (from ``stylenorm sheet --metrics-json``) puts
+the held-out quality numbers into the card's provenance.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+
+from stylenorm.imageio import load_image, save_image
+from stylenorm.repository import load_weights, read_card, save_model, state_dtype
+from stylenorm.stylize import resize_to
+
+
+def main(argv: list[str] | None = None) -> Path:
+    """Write models/NAME from SRC and return its folder."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("src", type=Path)
+    parser.add_argument("name")
+    parser.add_argument("--models-dir", type=Path, default=Path("models"))
+    parser.add_argument("--styles", nargs="*", default=[])
+    parser.add_argument("--note", default="")
+    parser.add_argument("--sheet-json", type=Path, default=None)
+    args = parser.parse_args(argv)
+    card = read_card(args.src)
+    state = state_dtype(load_weights(args.src, card), torch.float16)
+    dest = args.models_dir / args.name
+    names = list(card.styles)
+    if args.styles:
+        (dest / "styles").mkdir(parents=True, exist_ok=True)
+        gallery = {Path(p).stem: Path(p) for p in args.styles}
+        if card.architecture == "multistyle" and set(gallery) != set(card.styles):
+            # a table row is known by its name: the gallery image must carry the same stem
+            raise SystemExit(f"{card.name} has styles {card.styles}; give one image named after each")
+        if card.architecture != "multistyle":
+            names = list(gallery)
+        for name in names:
+            path = gallery[name]
+            save_image(resize_to(load_image(path), 256), dest / "styles" / f"{name}.png")
+    provenance = dict(card.provenance)
+    provenance["shipped"] = "weights cast to float16 by scripts/ship_model.py"
+    if args.sheet_json:
+        provenance["heldout_quality"] = json.loads(args.sheet_json.read_text())["summary"]
+    description = (card.description + " " + args.note).strip()
+    shipped = card.model_copy(update={"name": args.name, "styles": names, "description": description,
+                                      "provenance": provenance})
+    save_model(dest, shipped, state)
+    print(f"wrote {dest}")
+    return dest
+
+
+if __name__ == "__main__":
+    main()
