@@ -14,7 +14,7 @@ from __future__ import annotations
 import io
 import os
 import warnings
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from pathlib import Path
 from typing import IO, Any
 
@@ -303,3 +303,16 @@ __all__ = [
     "save_image",
     "to_pil",
 ]
+
+
+def input_files(path: Path | str, suffixes: Collection[str], what: str) -> tuple[list[Path], bool]:
+    """The files a command reads from path (one file, or a folder's images) and whether it was a folder."""
+    path = Path(path)
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in suffixes)
+        if not files:
+            raise ImageError(f"{path} holds no {what}s ({', '.join(sorted(suffixes))})")
+        return files, True
+    if not path.is_file():
+        raise ImageNotFound(f"{what} {path} does not exist")
+    return [path], False

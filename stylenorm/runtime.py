@@ -6,6 +6,10 @@ import ctypes
 import ctypes.util
 import logging
 
+import torch
+
+from stylenorm.errors import SpecError
+
 log = logging.getLogger(__name__)
 
 _M_TRIM_THRESHOLD = -1
@@ -35,3 +39,12 @@ def tune_cpu_allocator(keep_bytes: int = 1 << 30) -> bool:
     if not ok:
         log.warning("mallopt refused the allocator settings; continuing with defaults")
     return ok
+
+
+def resolve_device(name: str | None) -> str:
+    """A command's --device: None picks CUDA when present, else CPU; asking for absent CUDA is an error."""
+    if name is None:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise SpecError(f"--device {name} was asked for, but no CUDA device is available; use --device cpu")
+    return name

@@ -5,13 +5,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import torch
-
 from stylenorm.errors import SpecError
 from stylenorm.imageio import (
     IMAGE_SUFFIXES,
-    ImageError,
-    ImageNotFound,
+    input_files,
     load_image,
     load_mask,
     output_format,
@@ -20,6 +17,7 @@ from stylenorm.imageio import (
 )
 from stylenorm.models import DEFAULT_MODELS_DIR, LoadedModel, load
 from stylenorm.repository import read_card, scan
+from stylenorm.runtime import resolve_device
 from stylenorm.stylize import StyleCache, UnknownStyle, resize_to, stylize
 from stylenorm.tiling import MIN_TILE
 
@@ -81,29 +79,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     m.set_defaults(func=run_models)
 
 
-def _device(name: str | None) -> str:
-    if name is None:
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
-        raise SpecError("--device cuda was asked for, but no CUDA device is available; use --device cpu")
-    return name
 
-
-def _contents(path: Path) -> tuple[list[Path], bool]:
-    """The content files and whether the path was a folder."""
-    if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-        if not files:
-            raise ImageError(f"{path} holds no images ({', '.join(IMAGE_SUFFIXES)})")
-        return files, True
-    if not path.exists():
-        raise ImageNotFound(f"content {path} does not exist")
-    return [path], False
 
 
 def run_stylize(args: argparse.Namespace) -> int:
     """``stylenorm stylize``: write one stylized image per content image; returns the exit status."""
-    contents, folder = _contents(Path(args.content))
+    contents, folder = input_files(args.content, IMAGE_SUFFIXES, "content image")
     out = Path(args.out)
     folder = folder or out.is_dir()  # one content into an existing folder: named as for a folder
     if folder:
@@ -119,7 +100,7 @@ def run_stylize(args: argparse.Namespace) -> int:
         output_format(out)  # an unknown extension fails before any work
     if args.tile is not None and args.tile < MIN_TILE:
         raise SpecError(f"--tile must be at least {MIN_TILE} pixels; got {args.tile}")
-    model = load(args.model, args.models_dir, _device(args.device))
+    model = load(args.model, args.models_dir, resolve_device(args.device))
     if model.card.architecture in ("fast", "multistyle"):  # names (fast takes none: stylize says so)
         if args.style_size is not None:
             raise SpecError(f"--style-size resizes style images; {model.card.architecture} models take none")

@@ -5,11 +5,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import torch
-
 from stylenorm.errors import SpecError
-from stylenorm.imageio import ImageError, ImageNotFound, load_image, output_format, save_image
+from stylenorm.imageio import input_files, load_image, output_format, save_image
 from stylenorm.models import DEFAULT_MODELS_DIR, load
+from stylenorm.runtime import resolve_device
 
 _LABEL_SUFFIXES = (".png", ".bmp", ".tif", ".tiff", ".gif", ".webp")
 
@@ -51,30 +50,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     g.set_defaults(func=run_generate)
 
 
-def _device(name: str | None) -> str:
-    if name is None:
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
-        raise SpecError("--device cuda was asked for, but no CUDA device is available; use --device cpu")
-    return name
 
-
-def _label_files(path: Path) -> tuple[list[Path], bool]:
-    if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in _LABEL_SUFFIXES)
-        if not files:
-            raise ImageError(f"{path} holds no label maps ({', '.join(_LABEL_SUFFIXES)})")
-        return files, True
-    if not path.is_file():
-        raise ImageNotFound(f"label map {path} does not exist")
-    return [path], False
 
 
 def run_synthesize(args: argparse.Namespace) -> int:
     """``stylenorm synthesize``: one image per label map; returns the exit status."""
     from stylenorm.synthesize import labels_from_image, synthesize
 
-    files, folder = _label_files(Path(args.labels))
+    files, folder = input_files(args.labels, _LABEL_SUFFIXES, "label map")
     out = Path(args.out)
     folder = folder or out.is_dir()
     if folder and out.exists() and not out.is_dir():
@@ -83,7 +66,7 @@ def run_synthesize(args: argparse.Namespace) -> int:
         output_format(out)  # an unknown extension fails before any work
     if args.seed is not None and args.seed < 0:
         raise SpecError(f"--seed must be ≥ 0; got {args.seed}")
-    model = load(args.model, args.models_dir, _device(args.device))
+    model = load(args.model, args.models_dir, resolve_device(args.device))
     if model.card.architecture != "spade":
         raise SpecError(
             f"stylenorm synthesize needs a spade model; {model.card.name!r} is {model.card.architecture!r}"
@@ -116,7 +99,7 @@ def run_generate(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise SpecError(f"--out must be a folder; {out} is a file")
-    model = load(args.model, args.models_dir, _device(args.device))
+    model = load(args.model, args.models_dir, resolve_device(args.device))
     seed = args.seed if args.seed is not None else secrets.randbelow(2**31)
     images = generate(model, args.class_name, args.n, seed)
     out.mkdir(parents=True, exist_ok=True)
