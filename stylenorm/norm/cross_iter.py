@@ -122,13 +122,9 @@ class CrossIterBatchStats(_RunningStats):
                 f"the conv weight must have {self.num_features} output channels first (C, …); "
                 f"got shape {tuple(weight.shape)}"
             )
-        fused = _per_channel(scale, shift)
         if not self.training:
-            y = F.batch_norm(
-                x, self.running_mean, self.running_var,
-                scale if fused else None, shift if fused else None, False, 0.0, self.eps,
-            )
-            return y if fused else modulate(y, scale, shift)
+            return self._normalize_by_running(x, scale, shift)
+        fused = _per_channel(scale, shift)
         count = x.shape[0] * x.shape[2] * x.shape[3]
         if count < 2:
             raise ShapeError(

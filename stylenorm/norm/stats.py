@@ -94,6 +94,15 @@ class _RunningStats(nn.Module):
         self.running_mean.lerp_(mean.to(self.running_mean.dtype), factor)
         self.running_var.lerp_(unbiased_var.to(self.running_var.dtype), factor)
 
+    def _normalize_by_running(self, x: Tensor, scale: Tensor | None, shift: Tensor | None) -> Tensor:
+        """Normalize by the running buffers (eval), the affine fused into the kernel when per-channel."""
+        fused = _per_channel(scale, shift)
+        y = F.batch_norm(
+            x, self.running_mean, self.running_var,
+            scale if fused else None, shift if fused else None, False, 0.0, self.eps,
+        )
+        return y if fused else modulate(y, scale, shift)
+
     def extra_repr(self) -> str:
         return (
             f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "
@@ -191,12 +200,7 @@ class InstanceStats(_RunningStats):
     def forward(self, x: Tensor, scale: Tensor | None = None, shift: Tensor | None = None) -> Tensor:
         """x (N, C, H, W) -> x̂ · scale + shift."""
         if self.track_running_stats and not self.training:
-            fused = _per_channel(scale, shift)
-            y = F.batch_norm(
-                x, self.running_mean, self.running_var,
-                scale if fused else None, shift if fused else None, False, 0.0, self.eps,
-            )
-            return y if fused else modulate(y, scale, shift)
+            return self._normalize_by_running(x, scale, shift)
         if self.track_running_stats:
             factor = self._next_factor()
             var, mean = torch.var_mean(x.detach(), dim=(2, 3), correction=1)
@@ -378,12 +382,7 @@ class BatchRenormStats(_RunningStats):
     def forward(self, x: Tensor, scale: Tensor | None = None, shift: Tensor | None = None) -> Tensor:
         """x (N, C, H, W) -> x̂ · scale + shift."""
         if not self.training:
-            fused = _per_channel(scale, shift)
-            y = F.batch_norm(
-                x, self.running_mean, self.running_var,
-                scale if fused else None, shift if fused else None, False, 0.0, self.eps,
-            )
-            return y if fused else modulate(y, scale, shift)
+            return self._normalize_by_running(x, scale, shift)
         count = x.shape[0] * x.shape[2] * x.shape[3]
         if count < 2:
             raise ShapeError(
