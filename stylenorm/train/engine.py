@@ -228,6 +228,49 @@ def seed_everything(seed: int) -> None:
 # -------------------------------------------------------------------------------------- logging
 
 
+def gather(ranks: Distributed, value: Any) -> list[Any]:
+    """value of every rank, in rank order (a collective: every rank must call it)."""
+    if not ranks.enabled:
+        return [value]
+    out: list[Any] = [None] * ranks.world
+    dist.all_gather_object(out, value)
+    return out
+
+
+def rng_tensors(rng_states: list[dict[str, Any]]) -> tuple[dict[str, Tensor], list[Any]]:
+    """Every rank's RNG state as checkpoint tensors (``rng.<rank>.torch/cuda``) and the Python states."""
+    tensors: dict[str, Tensor] = {}
+    for rank, state in enumerate(rng_states):
+        tensors[f"rng.{rank}.torch"] = state["torch"]
+        if "cuda" in state:
+            tensors[f"rng.{rank}.cuda"] = state["cuda"]
+    return tensors, [state["python"] for state in rng_states]
+
+
+def restore_rng(
+    ckpt: Checkpoint, ranks: Distributed, device: torch.device, seed: int, step: int
+) -> int:
+    """Put this rank's RNG back as the checkpoint saved it; returns the rank whose data state to restore.
+
+    With another number of processes the shards cannot continue identically:
+    warn, reseed from (seed, rank, step) and restore rank 0's data position.
+    """
+    meta = ckpt.meta
+    if meta["world"] != ranks.world:
+        log.warning(
+            "checkpoint was written by %d process(es), this run has %d: data shards and RNG states "
+            "start afresh, so the continuation is not identical", meta["world"], ranks.world,
+        )
+        seed_everything(seed + ranks.rank + 104729 * step)
+        return 0
+    rank = ranks.rank
+    state = {"torch": ckpt.tensors[f"rng.{rank}.torch"], "python": meta["python_rng"][rank]}
+    if f"rng.{rank}.cuda" in ckpt.tensors:
+        state["cuda"] = ckpt.tensors[f"rng.{rank}.cuda"]
+    _set_rng_state(state, device)
+    return rank
+
+
 class _LossLog:
     """CSV rows (step, losses, lr, images/s, wall time) and, if tensorboard is installed, events."""
 
@@ -388,40 +431,16 @@ class _Trainer:
             self.scaler.load_state_dict(meta["scaler"])
         self.step, self.images_seen, self.wall_time = meta["step"], meta["images_seen"], meta["wall_time_s"]
         self.last_row = meta.get("last_losses", {})
-        same_world = meta["world"] == self.ranks.world
-        rank = self.ranks.rank if same_world else 0
+        rank = restore_rng(ckpt, self.ranks, self.device, self.cfg.seed, self.step)
         for name, stream in self.streams.items():
             stream.restore(meta["data"][rank][name])
-        if same_world:
-            state = {"torch": ckpt.tensors[f"rng.{rank}.torch"], "python": meta["python_rng"][rank]}
-            if f"rng.{rank}.cuda" in ckpt.tensors:
-                state["cuda"] = ckpt.tensors[f"rng.{rank}.cuda"]
-            _set_rng_state(state, self.device)
-        else:
-            log.warning(
-                "checkpoint was written by %d process(es), this run has %d: data shards and RNG states "
-                "start afresh, so the continuation is not identical", meta["world"], self.ranks.world,
-            )
-            seed_everything(self.cfg.seed + self.ranks.rank + 104729 * self.step)
-
-    def _gather(self, value: Any) -> list[Any]:
-        """value of every rank, in rank order (a collective: every rank must call it)."""
-        if not self.ranks.enabled:
-            return [value]
-        out: list[Any] = [None] * self.ranks.world
-        dist.all_gather_object(out, value)
-        return out
 
     def _save_checkpoint(self) -> None:
         data = {name: s.state() for name, s in self.streams.items()}
-        states = self._gather({"rng": _rng_state(self.device), "data": data})
+        states = gather(self.ranks, {"rng": _rng_state(self.device), "data": data})
         if not self.ranks.main:
             return
-        tensors: dict[str, Tensor] = {}
-        for rank, state in enumerate(states):
-            tensors[f"rng.{rank}.torch"] = state["rng"]["torch"]
-            if "cuda" in state["rng"]:
-                tensors[f"rng.{rank}.cuda"] = state["rng"]["cuda"]
+        tensors, python_rng = rng_tensors([state["rng"] for state in states])
         meta = {
             "step": self.step,
             "images_seen": self.images_seen,
@@ -429,7 +448,7 @@ class _Trainer:
             "world": self.ranks.world,
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else {},
-            "python_rng": [s["rng"]["python"] for s in states],
+            "python_rng": python_rng,
             "data": [s["data"] for s in states],
             "config": self.cfg.model_dump(mode="json"),
             "last_losses": self.last_row,
@@ -529,7 +548,7 @@ class _Trainer:
             if loss_log is not None:
                 loss_log.close()
         self.wall_time += time.perf_counter() - self._t0
-        replaced = self._gather({name: s.replaced for name, s in self.streams.items()})
+        replaced = gather(self.ranks, {name: s.replaced for name, s in self.streams.items()})
         card = self._write_model(replaced) if ranks.main else None
         if ranks.enabled:
             dist.barrier()

@@ -77,9 +77,11 @@ from stylenorm.train.engine import (
     _hardware,
     _LossLog,
     _rng_state,
-    _set_rng_state,
     _toml_safe,
     _warn_changed_settings,
+    gather,
+    restore_rng,
+    rng_tensors,
     seed_everything,
     setup_distributed,
 )
@@ -767,38 +769,15 @@ class _GANTrainer:
             self.scaler_d.load_state_dict(meta["scaler_d"])
         self.step, self.images_seen, self.wall_time = meta["step"], meta["images_seen"], meta["wall_time_s"]
         self.last_row = meta.get("last_losses", {})
-        same_world = meta["world"] == self.ranks.world
-        rank = self.ranks.rank if same_world else 0
+        rank = restore_rng(ckpt, self.ranks, self.device, self.cfg.seed, self.step)
         self.stream.restore(meta["data"][rank])
-        if same_world:
-            state = {"torch": ckpt.tensors[f"rng.{rank}.torch"], "python": meta["python_rng"][rank]}
-            if f"rng.{rank}.cuda" in ckpt.tensors:
-                state["cuda"] = ckpt.tensors[f"rng.{rank}.cuda"]
-            _set_rng_state(state, self.device)
-        else:
-            log.warning(
-                "checkpoint was written by %d process(es), this run has %d: data shards and RNG states "
-                "start afresh, so the continuation is not identical", meta["world"], self.ranks.world,
-            )
-            seed_everything(self.cfg.seed + self.ranks.rank + 104729 * self.step)
-
-    def _gather(self, value: Any) -> list[Any]:
-        if not self.ranks.enabled:
-            return [value]
-        out: list[Any] = [None] * self.ranks.world
-        dist.all_gather_object(out, value)
-        return out
 
     def _save_checkpoint(self) -> None:
-        states = self._gather({"rng": _rng_state(self.device), "data": self.stream.state()})
+        states = gather(self.ranks, {"rng": _rng_state(self.device), "data": self.stream.state()})
         if not self.ranks.main:
             return
         recipe = self.recipe
-        tensors: dict[str, Tensor] = {}
-        for rank, state in enumerate(states):
-            tensors[f"rng.{rank}.torch"] = state["rng"]["torch"]
-            if "cuda" in state["rng"]:
-                tensors[f"rng.{rank}.cuda"] = state["rng"]["cuda"]
+        tensors, python_rng = rng_tensors([state["rng"] for state in states])
         d_tensors, d_rest = flatten_optimizer(self.opt_d.state_dict())
         tensors.update({_OPTIM_D + k[len("optim.state."):]: v for k, v in d_tensors.items()})
         if self.ema is not None:
@@ -813,7 +792,7 @@ class _GANTrainer:
             "optimizer_d": d_rest,
             "scaler_g": self.scaler_g.state_dict() if self.scaler_g.is_enabled() else {},
             "scaler_d": self.scaler_d.state_dict() if self.scaler_d.is_enabled() else {},
-            "python_rng": [s["rng"]["python"] for s in states],
+            "python_rng": python_rng,
             "data": [s["data"] for s in states],
             "config": self.cfg.model_dump(mode="json"),
             "last_losses": self.last_row,
@@ -939,7 +918,7 @@ class _GANTrainer:
             if loss_log is not None:
                 loss_log.close()
         self.wall_time += time.perf_counter() - self._t0
-        replaced = sum(self._gather(self.stream.replaced))
+        replaced = sum(gather(self.ranks, self.stream.replaced))
         card = self._write_model(replaced) if ranks.main else None
         if ranks.enabled:
             dist.barrier()
