@@ -23,6 +23,8 @@ from stylenorm.errors import SpecError, StylenormError
 from stylenorm.norm import make_norm, norm_entry
 from stylenorm.repository import ModelError, check_name
 
+GRAM_TAPS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3")  # pytorch/examples' Vgg16 outputs: Gram style taps
+
 
 class ConfigError(StylenormError, ValueError):
     """A training setting is missing, unknown or out of range; the message names it."""
@@ -144,6 +146,30 @@ class TrainConfig(RunConfig):
     content_weight: float = Field(1e5, ge=0, description="weight of the content loss")
     style_weight: float = Field(1e10, ge=0, description="weight of the style loss")
     tv_weight: float = Field(0.0, ge=0, description="weight of the total-variation loss (0 = off)")
+    style_layer_weights: list[float] | None = Field(
+        None, description="one weight per style layer, shallow to deep (e.g. 1,40,475,6000); default all 1. "
+        "A random encoder's deeper features are much smaller, so without these its shallowest layer "
+        "(colour) outweighs the layers that carry texture",
+    )
+
+    @field_validator("style_layer_weights", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [value]
+        if isinstance(value, list) and any(isinstance(v, str) for v in value):
+            value = [part for v in value for part in str(v).split(",") if part.strip()]
+        return value
+
+    def layer_weights(self, taps: tuple[str, ...]) -> dict[str, float]:
+        """{tap: weight} for the recipe's style taps (all 1 unless --style-layer-weights)."""
+        weights = self.style_layer_weights or [1.0] * len(taps)
+        if len(weights) != len(taps) or min(weights) < 0:
+            raise ValueError(
+                f"--style-layer-weights needs {len(taps)} non-negative numbers, one per style layer "
+                f"({', '.join(taps)}); got {weights}"
+            )
+        return dict(zip(taps, weights, strict=True))
 
 
 class FastConfig(TrainConfig):
@@ -160,6 +186,11 @@ class FastConfig(TrainConfig):
     @classmethod
     def _norm(cls, value: str) -> str:
         return _recipe_norm(value, conditional=False)
+
+    @model_validator(mode="after")
+    def _layers(self) -> FastConfig:
+        self.layer_weights(GRAM_TAPS)
+        return self
 
 
 class MultistyleConfig(TrainConfig):
@@ -181,6 +212,11 @@ class MultistyleConfig(TrainConfig):
     @classmethod
     def _norm(cls, value: str) -> str:
         return _recipe_norm(value, conditional=True)
+
+    @model_validator(mode="after")
+    def _layers(self) -> MultistyleConfig:
+        self.layer_weights(GRAM_TAPS)
+        return self
 
 
 class AdaINConfig(TrainConfig):
@@ -214,7 +250,13 @@ class AdaINConfig(TrainConfig):
             )
         if self.load_size < self.image_size:
             raise ValueError(f"load_size {self.load_size} must be ≥ image_size {self.image_size}")
+        self.layer_weights(self.style_taps)
         return self
+
+    @property
+    def style_taps(self) -> tuple[str, ...]:
+        """relu1_1 … the encoder's last layer: where the mean/std style loss is taken."""
+        return tuple(f"relu{i}_1" for i in range(1, int(self.encoder_layer[4]) + 1))
 
 
 # --------------------------------------------------------------------------------- GAN recipes

@@ -29,11 +29,10 @@ from stylenorm.data import DataError, ImageFolder, find_images, load_image
 from stylenorm.losses import content_loss, gram_matrix, gram_style_loss, mean_std_loss, total_variation
 from stylenorm.nets import AdaINNet, TransformerNet, VGGEncoder, hub_path, load_vgg_weights
 from stylenorm.repository import ModelCard
-from stylenorm.train.config import AdaINConfig, FastConfig, MultistyleConfig, TrainConfig
+from stylenorm.train.config import GRAM_TAPS, AdaINConfig, FastConfig, MultistyleConfig, TrainConfig
 
 log = logging.getLogger(__name__)
 
-GRAM_TAPS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3")  # pytorch/examples' Vgg16 outputs
 GRAM_CONTENT = "relu2_2"
 PREVIEW = 4  # samples per sample-grid row
 _IMAGE_CONTRACT = "RGB float in [0, 1], (N, 3, H, W)"
@@ -115,6 +114,7 @@ class _GramRecipe:
                 thumbs.append(_thumbnail(style, cfg.image_size))
         self.style_grams = {t: torch.cat(g) for t, g in grams.items()}  # (S, C, C) per tap
         self.style_thumbs = torch.cat(thumbs)  # (S, 3, size, size)
+        self.layer_weights = cfg.layer_weights(GRAM_TAPS)
         self.model = self._net().to(device)
         self.trainable = self.net = self.model
         self._preview: tuple[Tensor, Tensor, Tensor] | None = None
@@ -135,7 +135,9 @@ class _GramRecipe:
         with torch.no_grad():
             target = self.encoder(x, (GRAM_CONTENT,))[GRAM_CONTENT]
         rows = slice(None) if styles is None else styles
-        style = sum(gram_style_loss(feats[t], self.style_grams[t][rows]) for t in GRAM_TAPS)
+        style = sum(
+            w * gram_style_loss(feats[t], self.style_grams[t][rows]) for t, w in self.layer_weights.items()
+        )
         terms = {
             "content": cfg.content_weight * content_loss(feats[GRAM_CONTENT], target),
             "style": cfg.style_weight * style,
@@ -183,6 +185,7 @@ class _GramRecipe:
                 "kind": cfg.encoder,
                 "depth": self.depth,
                 "style_layers": list(GRAM_TAPS),
+                "style_layer_weights": list(self.layer_weights.values()),
                 "content_layer": GRAM_CONTENT,
                 "weights": _weights_source(cfg, self.depth),
             },
@@ -236,7 +239,8 @@ class AdaINRecipe:
         encoder = build_encoder(cfg, 19, cfg.encoder_layer, device)
         self.model = AdaINNet(encoder, eps=cfg.eps).to(device)
         self.last = cfg.encoder_layer
-        self.taps = tuple(f"relu{i}_1" for i in range(1, int(self.last[4]) + 1))
+        self.taps = cfg.style_taps
+        self.layer_weights = cfg.layer_weights(self.taps)
         self.trainable = self.net = self.model.decoder
         self.datasets = {
             name: ImageFolder(folder, cfg.image_size, "random", cfg.load_size, what=f"{name} folder")
@@ -253,7 +257,7 @@ class AdaINRecipe:
             t = model.transfer(model.encode(content), style_feats[self.last])
         output = self.net(t)
         feats = model.encoder(output, self.taps)
-        style_loss = sum(mean_std_loss(feats[k], style_feats[k]) for k in self.taps)
+        style_loss = sum(w * mean_std_loss(feats[k], style_feats[k]) for k, w in self.layer_weights.items())
         terms = {
             "content": cfg.content_weight * content_loss(feats[self.last], t),
             "style": cfg.style_weight * style_loss,
@@ -293,6 +297,7 @@ class AdaINRecipe:
                 "kind": cfg.encoder,
                 "depth": 19,
                 "style_layers": list(self.taps),
+                "style_layer_weights": list(self.layer_weights.values()),
                 "content_layer": self.last,
                 "weights": _weights_source(cfg, 19),
             },

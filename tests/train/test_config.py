@@ -76,6 +76,9 @@ def test_json_config_and_repeated_style_flags(tmp_path: Path) -> None:
         ("adain", {"image_size": 100}, r"multiple of 8"),
         ("adain", {"image_size": 64, "load_size": 32}, r"load_size 32 must be ≥ image_size 64"),
         ("fast", {"style": None}, r"--style"),
+        ("fast", {"style_layer_weights": [1, 2]}, r"4 non-negative numbers.*relu1_2, relu2_2"),
+        ("adain", {"encoder_layer": "relu3_1", "style_layer_weights": "1,2,3,4"}, r"3 non-negative.*relu3_1"),
+        ("multistyle", {"style_layer_weights": "1,2,3,-4"}, r"non-negative"),
     ],
 )
 def test_bad_values_are_clear_errors(recipe: str, values: dict, message: str) -> None:
@@ -105,3 +108,14 @@ def test_the_cli_prints_a_bad_value_and_exits_2(capsys: pytest.CaptureFixture[st
     err = capsys.readouterr().err
     assert code == 2
     assert "stylenorm train: error:" in err and "--lr" in err and "greater than 0" in err
+
+
+def test_style_layer_weights_from_commas_or_repeated_flags() -> None:
+    args = build_parser().parse_args(
+        ["train", "adain", "--content", "c", "--out", "m", "--style", "s", "--style-layer-weights", "1,4",
+         "--style-layer-weights", "14", "--encoder-layer", "relu3_1"]
+    )
+    cfg = config_from_args(args)
+    assert cfg.style_layer_weights == [1.0, 4.0, 14.0]
+    assert cfg.layer_weights(cfg.style_taps) == {"relu1_1": 1.0, "relu2_1": 4.0, "relu3_1": 14.0}
+    assert make_config("fast", BASE).layer_weights(("a", "b")) == {"a": 1.0, "b": 1.0}

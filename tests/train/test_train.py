@@ -93,6 +93,32 @@ def test_loss_falls_when_overfitting_one_batch(recipe: str, data: Data, tmp_path
     assert sum(losses[-3:]) / 3 < 0.75 * losses[0], losses
 
 
+@pytest.mark.parametrize("recipe", ["multistyle", "adain"])
+def test_style_layer_weights_scale_each_layers_term(recipe: str, data: Data, tmp_path: Path) -> None:
+    """The style term is Σ_l w_l·loss_l: with one-hot weights, the sum of the parts is the default."""
+    extra = {"load_size": 32} if recipe == "adain" else {}
+    n_taps = 4  # Gram taps relu1_2 … relu4_3; AdaIN's default cut relu4_1: relu1_1 … relu4_1
+    cpu = torch.device("cpu")
+    r = build_recipe(make_config(recipe, settings(data, recipe, tmp_path / "m", **extra)), cpu)
+    batch = {name: torch.stack([ds[i][0] for i in range(2)]) for name, ds in r.datasets.items()}
+    batch["style_index"] = torch.tensor([0, 2])
+
+    def style_term(weights: list[float]) -> float:
+        torch.manual_seed(0)
+        options = settings(data, recipe, tmp_path / "m", style_layer_weights=weights, **extra)
+        cfg = make_config(recipe, options)
+        recipe_obj = build_recipe(cfg, cpu)
+        with torch.no_grad():
+            return recipe_obj.loss(batch, 1)[1]["style"].item()
+
+    parts = [style_term([float(i == j) for j in range(n_taps)]) for i in range(n_taps)]
+    assert all(p > 0 for p in parts)
+    assert sum(parts) == pytest.approx(style_term([1.0] * n_taps), rel=1e-5)
+    scaled = [2.0, 0.0, 0.5, 3.0]
+    expected = sum(w * p for w, p in zip(scaled, parts, strict=True))
+    assert style_term(scaled) == pytest.approx(expected, rel=1e-5)
+
+
 # ------------------------------------------------------------------------------ exact resume
 
 
