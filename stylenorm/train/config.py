@@ -172,7 +172,16 @@ class TrainConfig(RunConfig):
         return dict(zip(taps, weights, strict=True))
 
 
-class FastConfig(TrainConfig):
+class _TransformerNetConfig(TrainConfig):
+    """What fast and multistyle share: a TransformerNet."""
+
+    output: Literal["sigmoid", "linear"] = Field(
+        "sigmoid", description="the net's last activation: sigmoid, or linear (pytorch/examples; clamped to "
+        "[0, 1] when serving, so saturated regions keep their gradient while training)",
+    )
+
+
+class FastConfig(_TransformerNetConfig):
     """Johnson et al. with instance norm (pytorch/examples fast_neural_style defaults)."""
 
     recipe: Literal["fast"] = "fast"
@@ -193,7 +202,7 @@ class FastConfig(TrainConfig):
         return self
 
 
-class MultistyleConfig(TrainConfig):
+class MultistyleConfig(_TransformerNetConfig):
     """Dumoulin et al.: one net, a CIN style table; each sample gets a random style."""
 
     recipe: Literal["multistyle"] = "multistyle"

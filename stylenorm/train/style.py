@@ -120,7 +120,7 @@ class _GramRecipe:
         self._preview: tuple[Tensor, Tensor, Tensor] | None = None
 
     def _net(self) -> TransformerNet:
-        return TransformerNet(norm=self.config.norm)
+        return TransformerNet(**self._arguments())
 
     def _styles_for(self, batch: dict[str, Tensor], n: int) -> Tensor | None:
         return None
@@ -168,7 +168,7 @@ class _GramRecipe:
         )
 
     def _arguments(self) -> dict[str, Any]:
-        return {"norm": self.config.norm}
+        return {"norm": self.config.norm, "output": self.config.output}
 
     def _style_contract(self) -> dict[str, Any]:
         return {}
@@ -212,9 +212,6 @@ class MultistyleRecipe(_GramRecipe):
     def __init__(self, cfg: MultistyleConfig, device: torch.device) -> None:
         super().__init__(cfg, _expand_styles(cfg.style), device)
 
-    def _net(self) -> TransformerNet:
-        return TransformerNet(norm=self.config.norm, num_styles=len(self.style_paths))
-
     def _styles_for(self, batch: dict[str, Tensor], n: int) -> Tensor:
         given = batch.get("style_index")  # fixed choices (tests, evaluation); else drawn
         if given is None:
@@ -222,7 +219,7 @@ class MultistyleRecipe(_GramRecipe):
         return given.to(self.style_grams[GRAM_TAPS[0]].device)
 
     def _arguments(self) -> dict[str, Any]:
-        return {"norm": self.config.norm, "num_styles": len(self.style_paths)}
+        return {**super()._arguments(), "num_styles": len(self.style_paths)}
 
     def _style_contract(self) -> dict[str, Any]:
         return {"style": "index (N,) into styles, or mixing weights (N, S)"}

@@ -149,7 +149,8 @@ def test_resume_continues_exactly(
 def test_fast_model_folder_loads_and_stylizes(full_runs: dict[str, TrainResult], data: Data) -> None:
     loaded = models.load(full_runs["fast"].folder)
     card = loaded.card
-    assert card.architecture == "fast" and card.arguments == {"norm": "instance"} and card.styles == ["x"]
+    assert card.architecture == "fast" and card.arguments == {"norm": "instance", "output": "sigmoid"}
+    assert card.styles == ["x"]
     assert isinstance(loaded.module, TransformerNet)
     with torch.no_grad():
         out = loaded.module(torch.rand(1, 3, 21, 30))
@@ -170,11 +171,22 @@ def test_fast_model_folder_loads_and_stylizes(full_runs: dict[str, TrainResult],
 def test_multistyle_folder_has_the_styles_in_table_order(full_runs: dict[str, TrainResult]) -> None:
     loaded = models.load(full_runs["multistyle"].folder)
     assert loaded.card.styles == ["x", "y", "z"]
-    assert loaded.card.arguments == {"norm": "cin", "num_styles": 3}
+    assert loaded.card.arguments == {"norm": "cin", "output": "sigmoid", "num_styles": 3}
     out = loaded.module(torch.rand(2, 3, 24, 20), torch.tensor([0, 2]))
     assert out.shape == (2, 3, 24, 20)
     mixed = loaded.module(torch.rand(1, 3, 16, 16), torch.tensor([[0.5, 0.25, 0.25]]))
     assert mixed.shape == (1, 3, 16, 16)
+
+
+def test_a_linear_output_net_is_recorded_and_served_clamped(data: Data, tmp_path: Path) -> None:
+    cfg = make_config("multistyle", settings(data, "multistyle", tmp_path / "m", steps=2, output="linear"))
+    train(cfg, build_recipe)
+    loaded = models.load(tmp_path / "m")
+    assert loaded.card.arguments["output"] == "linear" and loaded.module.output == "linear"
+    with torch.no_grad():
+        loaded.module.deconv3.conv2d.bias.fill_(5.0)  # far out of range: the served image is clamped
+        out = loaded.module.eval()(torch.rand(1, 3, 16, 16), torch.tensor([1]))
+    assert float(out.min()) == 1.0
 
 
 def test_adain_folder_records_its_encoder_and_stylizes(full_runs: dict[str, TrainResult]) -> None:
