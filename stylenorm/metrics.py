@@ -1,9 +1,9 @@
 """Quality numbers for stylized images: style distance and structural similarity.
 
 * ``style_distance(a, b)``: how far the per-channel mean/std of VGG features of
-  two images are (relu1_1 … relu4_1), the statistics AdaIN and Gram losses
-  match. Reported relative: d(output, style) / d(content, style) — below 1
-  means the output moved toward the style.
+  two images are (relu1_1 … relu4_1; a random VGG-19 of seed 1 unless told),
+  the statistics AdaIN and Gram losses match. Reported relative:
+  d(output, style) / d(content, style) — below 1 means the output moved toward the style.
 * ``ssim(a, b)``: structural similarity (Wang et al. 2004; 11×11 Gaussian
   window, σ 1.5, K1 0.01, K2 0.03) of the luminance, how much of the
   content's structure the output keeps.
@@ -28,9 +28,16 @@ def _check(t: Tensor, what: str) -> None:
         raise ShapeError(f"{what} must be RGB images (N, 3, H, W); got {tuple(t.shape)}")
 
 
+METRIC_SEED = 1  # not 0, the training default: the score should not be the very features a model was fit to
+
+
 def metric_encoder(encoder: VGGEncoder | None = None) -> VGGEncoder:
-    """The encoder the distances use: the given one, else a seeded random VGG-19 (no download needed)."""
-    return encoder if encoder is not None else VGGEncoder(19, "relu4_1", "random", seed=0).eval()
+    """The encoder the distances use: the given one, else a seeded random VGG-19 (no download needed).
+
+    Its seed (METRIC_SEED) differs from the training encoders' default, so a model
+    trained against random features is scored on other random features.
+    """
+    return encoder if encoder is not None else VGGEncoder(19, "relu4_1", "random", seed=METRIC_SEED).eval()
 
 
 @torch.no_grad()
