@@ -567,7 +567,10 @@ class _Trainer:
             "processes": self.ranks.world,
             "lr": cfg.lr,
             "lr_decay": cfg.lr_decay,
-            "weights": {"content": cfg.content_weight, "style": cfg.style_weight, "tv": cfg.tv_weight},
+            "weights": {
+                "content": cfg.content_weight, "style": cfg.style_weight, "tv": cfg.tv_weight,
+                **({"identity": cfg.identity_weight} if hasattr(cfg, "identity_weight") else {}),
+            },
             "amp": cfg.amp,
             "seed": cfg.seed,
             "wall_time_s": round(self.wall_time, 3),

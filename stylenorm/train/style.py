@@ -9,7 +9,8 @@
   computed once per style.
 * ``adain`` (Huang & Belongie 2017): only the decoder of an AdaINNet learns;
   content loss MSE(enc(g(t)), t) at the encoder's last layer, mean/std style
-  loss over relu1_1 … up to it; weights 1 / 10.
+  loss over relu1_1 … up to it; weights 1 / 10; optionally SANet's identity
+  loss MSE(g(enc(c)), c) on the pixels.
 
 Each recipe builds its encoder first, so missing VGG weights are reported
 (MissingWeightsError, naming the file) before any data is read.
@@ -251,14 +252,19 @@ class AdaINRecipe:
         content, style = batch["content"], batch["style"]
         with torch.no_grad():
             style_feats = model.encoder(style, self.taps)
-            t = model.transfer(model.encode(content), style_feats[self.last])
-        output = self.net(t)
+            content_feat = model.encode(content)
+            t = model.transfer(content_feat, style_feats[self.last])
+        identity = cfg.identity_weight > 0
+        decoded = self.net(torch.cat([t, content_feat]) if identity else t)  # one decoder pass for both
+        output = decoded[: len(t)]
         feats = model.encoder(output, self.taps)
         style_loss = sum(w * mean_std_loss(feats[k], style_feats[k]) for k, w in self.layer_weights.items())
         terms = {
             "content": cfg.content_weight * content_loss(feats[self.last], t),
             "style": cfg.style_weight * style_loss,
         }
+        if identity:
+            terms["identity"] = cfg.identity_weight * (decoded[len(t):] - content).square().mean()
         if cfg.tv_weight > 0:
             terms["tv"] = cfg.tv_weight * total_variation(output)
         k = min(PREVIEW, content.shape[0])

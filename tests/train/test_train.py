@@ -119,6 +119,19 @@ def test_style_layer_weights_scale_each_layers_term(recipe: str, data: Data, tmp
     assert style_term(scaled) == pytest.approx(expected, rel=1e-5)
 
 
+def test_adain_identity_loss_is_the_pixel_error_of_decoding_the_content(data: Data, tmp_path: Path) -> None:
+    options = settings(data, "adain", tmp_path / "m", load_size=32, identity_weight=2.0)
+    r = build_recipe(make_config("adain", options), torch.device("cpu"))
+    batch = {name: torch.stack([ds[i][0] for i in range(2)]) for name, ds in r.datasets.items()}
+    with torch.no_grad():
+        total, terms = r.loss(batch, 1)
+        decoded = r.model.decoder(r.model.encode(batch["content"]))
+    assert set(terms) == {"content", "style", "identity"}
+    want = 2.0 * (decoded - batch["content"]).square().mean()
+    assert terms["identity"].item() == pytest.approx(want.item(), rel=1e-5)
+    assert total.item() == pytest.approx(sum(v.item() for v in terms.values()), rel=1e-6)
+
+
 # ------------------------------------------------------------------------------ exact resume
 
 
