@@ -1,12 +1,14 @@
 """Copy a trained model folder into models/ as shipped: fp16 weights, a gallery, an honest card.
 
     .venv/bin/python scripts/ship_model.py SRC NAME [--styles IMG ...] [--note TEXT] [--sheet-json FILE]
+                                           [--sheet PATH] [--retrain TEXT]
 
 Weights are stored as float16 (the loader casts back to float32); ``--styles``
 images become the model's named gallery (``styles/<stem>.png``, longer side
 256) — for a multistyle model, one per table row, named like the row; ``--note`` goes into
 the description; ``--sheet-json`` (from ``stylenorm sheet --metrics-json``) puts
-the held-out quality numbers into the card's provenance.
+the held-out quality numbers into the card's provenance; ``--sheet`` and
+``--retrain`` record where the sheet is and how to retrain for real quality.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--styles", nargs="*", default=[])
     parser.add_argument("--note", default="")
     parser.add_argument("--sheet-json", type=Path, default=None)
+    parser.add_argument("--retrain", default="", help="how to retrain it for real quality (card provenance)")
+    parser.add_argument("--sheet", default="", help="the contact sheet's path in the repository")
     args = parser.parse_args(argv)
     card = read_card(args.src)
     state = state_dtype(load_weights(args.src, card), torch.float16)
@@ -51,6 +55,10 @@ def main(argv: list[str] | None = None) -> Path:
     provenance["shipped"] = "weights cast to float16 by scripts/ship_model.py"
     if args.sheet_json:
         provenance["heldout_quality"] = json.loads(args.sheet_json.read_text())["summary"]
+    if args.sheet:
+        provenance["contact_sheet"] = args.sheet
+    if args.retrain:
+        provenance["retrain"] = args.retrain
     description = (card.description + " " + args.note).strip()
     shipped = card.model_copy(update={"name": args.name, "styles": names, "description": description,
                                       "provenance": provenance})
