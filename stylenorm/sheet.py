@@ -5,6 +5,12 @@ writes the grid (contents down the left, style thumbnails along the top) and
 prints, per cell and on average, the relative style distance (output → style
 over content → style, lower is more stylized) and the luminance SSIM of the
 output to its content (higher keeps more structure).
+
+For a SPADE model, ``--content`` takes label maps (index or palette PNGs) and
+``--reference`` the real images painted from them (same file stems): each row
+is label map | synthesized | reference; the numbers compare the synthesis
+with the reference — relative style distance (synthesis → reference over the
+coloured label map → reference) and luminance SSIM to the reference.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from stylenorm.imageio import load_image, to_pil
 from stylenorm.metrics import metric_encoder, relative_style_distance, ssim
 from stylenorm.models import LoadedModel, load
 from stylenorm.stylize import named_style, resize_to, stylize
+from stylenorm.synthesize import colorize_labels, labels_from_image, model_palette, synthesize
 
 _IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
 _PAD = 6
@@ -120,6 +127,46 @@ def contact_sheet(
     return sheet, cells
 
 
+def synthesis_sheet(
+    model: LoadedModel, label_maps: list[str], references: list[str] | None = None, size: int = 256
+) -> tuple[Image.Image, list[Cell]]:
+    """Label map | synthesized | reference per row; numbers against the reference (same stem) if given."""
+    if not label_maps:
+        raise SpecError("a synthesis sheet needs at least one label map")
+    by_stem = {Path(r).stem: r for r in references or []}
+    missing = [Path(m).name for m in label_maps if by_stem and Path(m).stem not in by_stem]
+    if missing:
+        raise SpecError(f"no reference image with the stem of {', '.join(missing)}")
+    columns = ["label map", model.card.name] + (["reference"] if by_stem else [])
+    encoder = metric_encoder()
+    cell = size + _PAD
+    height = (cell + _LABEL) * len(label_maps) + _LABEL
+    sheet = Image.new("RGB", (cell * len(columns) + _PAD, height), "white")
+    draw = ImageDraw.Draw(sheet)
+    for j, title in enumerate(columns):
+        draw.text((j * cell + _PAD, 0), title, fill="black")
+    palette = model_palette(model)
+    cells: list[Cell] = []
+    for i, path in enumerate(label_maps):
+        labels = labels_from_image(model, path)
+        painted = colorize_labels(labels, palette)  # (1, 3, H, W) at the model's size
+        out = synthesize(model, labels)
+        y = _LABEL + i * (cell + _LABEL)
+        row = [painted, out]
+        reference = None
+        if by_stem:
+            reference = _square(load_image(by_stem[Path(path).stem]), out.shape[-1])
+            row.append(reference)
+        for j, image in enumerate(row):
+            big = torch.nn.functional.interpolate(image, size=(size, size), mode="nearest")
+            sheet.paste(to_pil(big), (j * cell + _PAD, y))
+        draw.text((_PAD, y + size), _fit(Path(path).stem, size), fill="black")
+        if reference is not None:
+            rel = float(relative_style_distance(out, painted, reference, encoder)[0])
+            cells.append(Cell(Path(path).stem, "reference", rel, float(ssim(out, reference)[0])))
+    return sheet, cells
+
+
 def summarize(cells: list[Cell]) -> dict[str, float]:
     """Mean relative style distance (over cells that have a style picture) and mean SSIM."""
     rel = [c.relative_style_distance for c in cells if not math.isnan(c.relative_style_distance)]
@@ -133,7 +180,10 @@ def summarize(cells: list[Cell]) -> dict[str, float]:
 def _run(args: argparse.Namespace) -> int:
     model = load(args.model, args.models_dir)
     contents, styles = _expand(args.content), _expand(args.style or [])
-    sheet, cells = contact_sheet(model, contents, styles, args.size, args.alpha)
+    if model.card.architecture == "spade":
+        sheet, cells = synthesis_sheet(model, contents, _expand(args.reference or []), args.size)
+    else:
+        sheet, cells = contact_sheet(model, contents, styles, args.size, args.alpha)
     sheet.save(args.out)  # a fresh PIL image: no metadata to strip
     for c in cells:
         print(f"{c.content:>24} × {c.style:<24} rel. style distance {c.relative_style_distance:.3f}  "
@@ -151,7 +201,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register ``stylenorm sheet``."""
     p = subparsers.add_parser("sheet", help="content × style contact sheet with quality numbers")
     p.add_argument("--model", required=True, help="model name (in --models-dir) or folder")
-    p.add_argument("--content", nargs="+", required=True, help="content images or folders")
+    p.add_argument("--content", nargs="+", required=True,
+                   help="content images or folders (label maps for a spade model)")
+    p.add_argument("--reference", nargs="*",
+                   help="spade: the real images of the label maps (matched by file stem)")
     p.add_argument("--style", nargs="*", help="style images, folders, or gallery names of the model")
     p.add_argument("--size", type=int, default=256, help="cell size in pixels (default 256)")
     p.add_argument("--alpha", type=float, default=1.0, help="content-style trade-off (adain, color)")

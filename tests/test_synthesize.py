@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,9 +14,11 @@ from PIL import Image
 
 from stylenorm import models
 from stylenorm.cli import main
-from stylenorm.data.scenes import PALETTE, SCENE_CLASSES, make_scene
+from stylenorm.data.scenes import PALETTE, SCENE_CLASSES, make_scene, write_scenes
 from stylenorm.data.segmentation import instance_edges, to_one_hot
 from stylenorm.errors import ShapeError, SpecError, StylenormError
+from stylenorm.imageio import load_image
+from stylenorm.metrics import ssim
 from stylenorm.nets.cgan import ClassConditionalGenerator
 from stylenorm.nets.spade import SPADEGenerator, init_weights
 from stylenorm.repository import ModelCard, ModelError, save_model
@@ -292,3 +295,30 @@ def test_default_palette_is_distinct_and_deterministic() -> None:
     palette = default_palette(256)
     assert len({tuple(c) for c in palette}) == 256 and palette == default_palette(256)
     assert palette[:4] == [[0, 0, 0], [128, 0, 0], [0, 128, 0], [128, 128, 0]]
+
+
+# ------------------------------------------------------------------------------ the synthesis sheet
+
+
+def test_the_sheet_of_a_spade_model_scores_each_synthesis_against_its_reference(
+    repo: Path, spade: models.LoadedModel, tmp_path: Path
+) -> None:
+    write_scenes(tmp_path / "heldout", 2, SIZE, seed=3)
+    out, report = tmp_path / "sheet.png", tmp_path / "m.json"
+    code = main(["sheet", "--model", "scenes", "--models-dir", str(repo),
+                     "--content", str(tmp_path / "heldout" / "labels"),
+                     "--reference", str(tmp_path / "heldout" / "images"),
+                     "--size", "48", "--out", str(out), "--metrics-json", str(report)])
+    assert code == 0
+    assert Image.open(out).size[0] > 3 * 48  # label map | synthesized | reference
+    numbers = json.loads(report.read_text())
+    assert numbers["summary"]["cells"] == 2
+    labels = labels_from_image(spade, tmp_path / "heldout" / "labels" / "scene_00000.png")
+    reference = load_image(tmp_path / "heldout" / "images" / "scene_00000.png")
+    want = float(ssim(synthesize(spade, labels), reference)[0])
+    assert numbers["cells"][0]["ssim"] == pytest.approx(want, abs=1e-5)
+    assert numbers["cells"][0]["relative_style_distance"] > 0
+    (tmp_path / "heldout" / "images" / "scene_00001.png").unlink()
+    assert main(["sheet", "--model", "scenes", "--models-dir", str(repo),
+                     "--content", str(tmp_path / "heldout" / "labels"),
+                     "--reference", str(tmp_path / "heldout" / "images"), "--out", str(out)]) == 2
