@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 from pathlib import Path
 
 import torch
@@ -51,8 +52,11 @@ def main(argv: list[str] | None = None) -> Path:
         for name in names:
             path = gallery[name]
             save_image(resize_to(load_image(path), 256), dest / "styles" / f"{name}.png")
+    elif (args.src / "styles").is_dir() and args.src.resolve() != dest.resolve():  # keep the gallery it has
+        shutil.copytree(args.src / "styles", dest / "styles", dirs_exist_ok=True)
     provenance = dict(card.provenance)
-    provenance["shipped"] = "weights cast to float16 by scripts/ship_model.py"
+    if state:
+        provenance["shipped"] = "weights cast to float16 by scripts/ship_model.py"
     if args.sheet_json:
         provenance["heldout_quality"] = json.loads(args.sheet_json.read_text())["summary"]
     if args.sheet:
