@@ -5,10 +5,11 @@
 
 Weights are stored as float16 (the loader casts back to float32); ``--styles``
 images become the model's named gallery (``styles/<stem>.png``, longer side
-256) — for a multistyle model, one per table row, named like the row; ``--note`` goes into
-the description; ``--sheet-json`` (from ``stylenorm sheet --metrics-json``) puts
-the held-out quality numbers into the card's provenance; ``--sheet`` and
-``--retrain`` record where the sheet is and how to retrain for real quality.
+256; a LICENSES.md beside them is copied too) — for a multistyle model, one per
+table row, named like the row; ``--note`` goes into the description;
+``--sheet-json`` (from ``stylenorm sheet --metrics-json``) puts the held-out
+quality numbers into the card's provenance; ``--sheet`` and ``--retrain``
+record where the sheet is and how to retrain for real quality.
 """
 
 from __future__ import annotations
@@ -52,6 +53,9 @@ def main(argv: list[str] | None = None) -> Path:
         for name in names:
             path = gallery[name]
             save_image(resize_to(load_image(path), 256), dest / "styles" / f"{name}.png")
+        licences = {Path(p).parent / "LICENSES.md" for p in args.styles}  # written by scripts/galleries.py
+        for licence in sorted(p for p in licences if p.is_file())[:1]:
+            shutil.copyfile(licence, dest / "styles" / "LICENSES.md")
     elif (args.src / "styles").is_dir() and args.src.resolve() != dest.resolve():  # keep the gallery it has
         shutil.copytree(args.src / "styles", dest / "styles", dirs_exist_ok=True)
     provenance = dict(card.provenance)
