@@ -63,8 +63,10 @@ def _expand(paths: list[str]) -> list[str]:
         path = Path(p)
         if path.is_dir():
             out += sorted(str(f) for f in path.iterdir() if f.suffix.lower() in _IMAGE_SUFFIXES)
+        elif path.suffix.lower() in _IMAGE_SUFFIXES and not path.exists():
+            raise SpecError(f"{p} not found")
         else:
-            out.append(p)
+            out.append(p)  # a file, or a gallery name of the model
     return out
 
 
