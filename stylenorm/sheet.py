@@ -79,6 +79,9 @@ def _fit(label: str, width: int) -> str:
 def _style_image(model: LoadedModel, style: str, size: int) -> Tensor | None:
     """The picture of a style: a file, a gallery image, or None (a multistyle row without a thumbnail)."""
     if Path(style).is_file():
+        if model.card.architecture == "multistyle" and Path(style).stem not in model.card.styles:
+            raise SpecError(f"{Path(style).name} is not named after a style of {model.card.name!r} "
+                            f"({', '.join(model.card.styles)})")
         return resize_to(load_image(style), size * 2)
     thumb = model.folder / "styles" / f"{style}.png"
     if style in model.card.styles and thumb.is_file():
@@ -117,6 +120,8 @@ def contact_sheet(
         draw.text((_PAD, y + size), _fit(Path(path).stem, size), fill="black")
         for j, s in enumerate(columns, start=1):
             style_arg = [] if s is None else [pictures[s] if Path(s).is_file() else s]
+            if arch == "multistyle" and s is not None and Path(s).is_file():
+                style_arg = [Path(s).stem]  # a row's image: the row by its name, the image for the numbers
             options = {"alpha": alpha} if arch in ("adain", "color") else {}
             out = stylize(model, content, style_arg, **options)
             sheet.paste(to_pil(out), (j * cell + _PAD, y))

@@ -61,3 +61,23 @@ def test_sheet_command_writes_the_grid_and_the_numbers(tmp_path: Path) -> None:
     assert numbers["summary"]["cells"] == 4 and 0 < numbers["summary"]["relative_style_distance"] < 1
     assert cli.main(["sheet", "--model", "color-transfer", "--content", str(tmp_path / "c0.png"),
                      "--style", "nope", "--out", str(out)]) == 2
+
+
+def test_a_multistyle_sheet_takes_row_images_named_after_the_rows(tmp_path: Path) -> None:
+    from tests.test_stylize import make_models
+
+    root = make_models(tmp_path / "models")
+    for name in ("a", "c"):
+        save_image(sunset(40, seed=ord(name)), tmp_path / f"{name}.png")
+    save_image(landscape(40, seed=0), tmp_path / "content.png")
+    report = tmp_path / "m.json"
+    args = ["sheet", "--model", "multi", "--models-dir", str(root),
+            "--content", str(tmp_path / "content.png"), "--size", "32",
+            "--out", str(tmp_path / "s.png"), "--metrics-json", str(report)]
+    assert cli.main([*args, "--style", str(tmp_path / "a.png"), str(tmp_path / "c.png")]) == 0
+    cells = json.loads(report.read_text())["cells"]
+    assert [c["style"] for c in cells] == ["a", "c"]
+    assert all(c["relative_style_distance"] > 0 for c in cells)  # measured against the row's image
+    save_image(sunset(40), tmp_path / "zebra.png")
+    assert cli.main([*args, "--style", str(tmp_path / "zebra.png")]) == 2  # not a row of the model
+    assert cli.main([*args, "--style", str(tmp_path / "missing.png")]) == 2
