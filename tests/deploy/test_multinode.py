@@ -89,7 +89,7 @@ def _check_model(out: Path, processes: int) -> None:
     prov = loaded.card.provenance
     assert prov["processes"] == processes
     assert prov["global_batch_size"] == 2 * processes and prov["images_seen"] == 2 * processes * STEPS
-    assert loaded.card.arguments == {"norm": "batch"}
+    assert loaded.card.arguments == {"norm": "batch", "output": "sigmoid"}
 
 
 def test_documented_commands_are_found() -> None:

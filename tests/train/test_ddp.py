@@ -47,7 +47,7 @@ def test_torchrun_two_processes_on_gloo(tmp_path: Path) -> None:
     loaded = models.load(out)
     prov = loaded.card.provenance
     assert prov["processes"] == 2 and prov["global_batch_size"] == 4 and prov["images_seen"] == 12
-    assert loaded.card.arguments == {"norm": "batch"}
+    assert loaded.card.arguments == {"norm": "batch", "output": "sigmoid"}
     assert type(loaded.module.in1) is type(make_norm("batch", 4))  # saved as plain BN, loads as such
     with torch.no_grad():
         assert loaded.module(torch.rand(1, 3, 20, 20)).shape == (1, 3, 20, 20)
