@@ -32,11 +32,18 @@ $SN train adain --content data/open/content/train --style data/open/style/train 
     --steps 2400 --style-layer-weights 1,2,4 --identity-weight 5 --workers 0 \
     --sample-every 200 --checkpoint-every 200
 
-# ---- multi-style (CIN): random VGG-16 loss net, linear output, deeper style layers weighted up
+# ---- multi-style (CIN): random VGG-16 loss net, linear output, deeper style layers weighted up;
+#      phase 1: a high content weight, so the net first learns to keep the photo
 $SN train multistyle --content data/open/content/train --style data/open/eight-styles \
     --out "$STAGE/eight-styles" --run-dir "$STAGE/runs/eight-styles" \
     --encoder random --image-size 128 --style-size 256 --batch-size 4 --steps 3000 \
     --output linear --style-layer-weights 1,3,10,30 --content-weight 5e5 --workers 0 \
+    --sample-every 250 --checkpoint-every 250
+# phase 2: the net keeps the photo by now; a lower content weight lets the styles in
+$SN train multistyle --content data/open/content/train --style data/open/eight-styles \
+    --out "$STAGE/eight-styles" --run-dir "$STAGE/runs/eight-styles" --resume latest \
+    --encoder random --image-size 128 --style-size 256 --batch-size 4 --steps 5500 \
+    --output linear --style-layer-weights 1,3,10,30 --content-weight 1e5 --workers 0 \
     --sample-every 250 --checkpoint-every 250
 
 # ---- SPADE on synthetic scenes (generated on the fly; the web page paints with their palette)

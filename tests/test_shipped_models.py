@@ -1,0 +1,79 @@
+"""The models shipped in models/ load, carry their evidence, and do what their names promise.
+
+The held-out photos are not in git (scripts/open_images.py makes them), so the
+behaviour checks use pictures drawn here: a stylized landscape must move toward
+the style (relative style distance < 1) and keep its structure (SSIM); the
+scene model must paint a held-out synthetic layout close to the real painting.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+
+from stylenorm import models
+from stylenorm.data.scenes import make_scene
+from stylenorm.demo import landscape
+from stylenorm.metrics import relative_style_distance, ssim
+from stylenorm.stylize import named_style, stylize
+from stylenorm.synthesize import colorize_labels, model_palette, synthesize
+
+REPO = Path(__file__).resolve().parents[1]
+SHIPPED = REPO / "models"
+NAMES = sorted(p.name for p in SHIPPED.iterdir() if (p / "card.toml").is_file())
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread() -> Iterator[None]:
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_the_four_default_models_are_shipped_within_the_size_budget() -> None:
+    assert set(NAMES) >= {"adain-open", "color-transfer", "eight-styles", "scenes"}
+    total = sum(f.stat().st_size for f in SHIPPED.rglob("weights.safetensors"))
+    assert total <= 60 * 2**20, f"{total / 2**20:.1f} MB of weights"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_each_card_says_how_it_was_made_how_well_and_how_to_retrain(name: str) -> None:
+    card = models.load(name, SHIPPED).card
+    prov = card.provenance
+    quality = prov["heldout_quality"]
+    assert 0 < quality["relative_style_distance"] < 1 and 0 < quality["ssim"] <= 1 and quality["cells"] > 0
+    assert (REPO / prov["contact_sheet"]).is_file()
+    assert len(prov["retrain"]) > 40
+    if card.architecture != "color":
+        assert prov["steps"] > 0 and prov["images_seen"] > 0 and prov["wall_time_s"] > 0
+        assert prov["hardware"]["device"] and "train" in prov["command"].split()[:3]
+    if card.architecture in ("multistyle", "adain", "color"):
+        assert card.styles and all((SHIPPED / name / "styles" / f"{s}.png").is_file() for s in card.styles)
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if n in ("adain-open", "color-transfer", "eight-styles")])
+def test_a_named_style_moves_a_photo_toward_it_and_keeps_its_structure(name: str) -> None:
+    model = models.load(name, SHIPPED)
+    content = landscape(128, seed=3)
+    for style in model.card.styles[:3]:
+        out = stylize(model, content, [style])
+        assert out.shape == content.shape and float(out.min()) >= 0 and float(out.max()) <= 1
+        picture = named_style(model, style)
+        rel = float(relative_style_distance(out, content, picture)[0])
+        assert rel < 0.9, (style, rel)
+        assert float(ssim(out, content)[0]) > 0.25, style
+
+
+def test_the_scene_model_paints_a_held_out_layout_like_the_real_scene() -> None:
+    model = models.load("scenes", SHIPPED)
+    size = model.card.contract["size"]
+    labels, reference = make_scene((size[0], size[1]), seed=123_456)
+    out = synthesize(model, labels.unsqueeze(0))
+    painted = colorize_labels(labels.unsqueeze(0), model_palette(model))
+    assert out.shape == (1, 3, size[0], size[1])
+    assert float(ssim(out, reference.unsqueeze(0))[0]) > 0.4
+    assert float(relative_style_distance(out, painted, reference.unsqueeze(0))[0]) < 0.6
