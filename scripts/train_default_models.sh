@@ -4,7 +4,7 @@
 #     bash scripts/train_default_models.sh            # after `make run` or `make test` made .venv
 #
 # Needs the Debian package mirror (scripts/open_images.py downloads .deb files) and, on the 2-core CPU
-# the shipped models were made on, about 2 hours; on a GPU, minutes. Set STAGE to keep the trained
+# the shipped models were made on, 2–3 hours; on a GPU, minutes. Set STAGE to keep the trained
 # folders elsewhere (default runs/default-models). The three trainings are independent: run them in
 # parallel on a machine with the cores for it (OMP_NUM_THREADS=1 each on 2 cores is how they were made).
 #
