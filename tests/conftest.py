@@ -1,6 +1,8 @@
-"""Shared test helpers: float64 reference formulas and deterministic seeding."""
+"""Shared test helpers: float64 reference formulas, deterministic seeding, one-thread modules."""
 
 from __future__ import annotations
+
+from collections.abc import Iterator
 
 import pytest
 import torch
@@ -10,6 +12,20 @@ from torch import Tensor
 @pytest.fixture(autouse=True)
 def _seed() -> None:
     torch.manual_seed(0)
+
+
+@pytest.fixture(scope="module")
+def one_thread() -> Iterator[None]:
+    """One intra-op thread for a module (``pytestmark = pytest.mark.usefixtures("one_thread")``).
+
+    Modules of many small kernels or of training: on a shared 2-core machine a
+    multithreaded kernel waits for a descheduled worker, and pytest-xdist
+    workers would oversubscribe the cores.
+    """
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def reference_norm(x: Tensor, dims: tuple[int, ...], eps: float = 1e-5, correction: int = 0) -> Tensor:

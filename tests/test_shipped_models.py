@@ -8,11 +8,9 @@ scene model must paint a held-out synthetic layout close to the real painting.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import torch
 
 from stylenorm import models
 from stylenorm.data.scenes import make_scene
@@ -26,12 +24,7 @@ SHIPPED = REPO / "models"
 NAMES = sorted(p.name for p in SHIPPED.iterdir() if (p / "card.toml").is_file())
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_the_four_default_models_are_shipped_within_the_size_budget() -> None:

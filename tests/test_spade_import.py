@@ -10,7 +10,6 @@ state dict has the official ``weight_orig/weight_u/weight_v`` and
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,14 +23,7 @@ from stylenorm.importers import import_spade, spade_key_from_official
 from stylenorm.repository import ModelError
 from stylenorm.synthesize import labels_from_image, synthesize
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    """One intra-op thread, so pytest-xdist workers on two cores do not oversubscribe them."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 # ------------------------------------------------------------------------------------------ reference
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,13 +25,7 @@ from stylenorm.tiling import receptive_radius
 H, W = 72, 100
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    # many small kernels: on a shared 2-core machine a multithreaded one waits for a descheduled worker
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _encoder(last: str) -> dict:

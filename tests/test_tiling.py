@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 import torch
@@ -26,14 +26,7 @@ from tests.test_stylize import RED, TEAL, content_image, make_models, style_imag
 TOL = 1e-4  # float32: tiles only change the summation order inside the convolutions
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    # Tiles mean many small kernels; on a shared 2-core machine every multithreaded one waits for a
-    # descheduled worker (~16 ms each). One thread keeps these tests fast and the neighbours happy.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -161,8 +161,23 @@ class TrainConfig(RunConfig):
             value = [part for v in value for part in str(v).split(",") if part.strip()]
         return value
 
-    def layer_weights(self, taps: tuple[str, ...]) -> dict[str, float]:
-        """{tap: weight} for the recipe's style taps (all 1 unless --style-layer-weights)."""
+    @property
+    def style_taps(self) -> tuple[str, ...]:
+        """The encoder layers the recipe's style loss is taken at, shallow to deep."""
+        raise NotImplementedError
+
+    def loss_weights(self) -> dict[str, float]:
+        """The weight of each loss term (recorded in the card's provenance)."""
+        return {"content": self.content_weight, "style": self.style_weight, "tv": self.tv_weight}
+
+    @model_validator(mode="after")
+    def _layer_weights_fit(self) -> TrainConfig:
+        self.layer_weights()
+        return self
+
+    def layer_weights(self, taps: tuple[str, ...] | None = None) -> dict[str, float]:
+        """{tap: weight} for taps (default: the recipe's style taps); all 1 unless --style-layer-weights."""
+        taps = self.style_taps if taps is None else taps
         weights = self.style_layer_weights or [1.0] * len(taps)
         if len(weights) != len(taps) or min(weights) < 0:
             raise ValueError(
@@ -180,6 +195,11 @@ class _TransformerNetConfig(TrainConfig):
         "[0, 1] when serving, so saturated regions keep their gradient while training)",
     )
 
+    @property
+    def style_taps(self) -> tuple[str, ...]:
+        """The Gram taps of the VGG-16 loss net."""
+        return GRAM_TAPS
+
 
 class FastConfig(_TransformerNetConfig):
     """Johnson et al. with instance norm (pytorch/examples fast_neural_style defaults)."""
@@ -195,11 +215,6 @@ class FastConfig(_TransformerNetConfig):
     @classmethod
     def _norm(cls, value: str) -> str:
         return _recipe_norm(value, conditional=False)
-
-    @model_validator(mode="after")
-    def _layers(self) -> FastConfig:
-        self.layer_weights(GRAM_TAPS)
-        return self
 
 
 class MultistyleConfig(_TransformerNetConfig):
@@ -221,11 +236,6 @@ class MultistyleConfig(_TransformerNetConfig):
     @classmethod
     def _norm(cls, value: str) -> str:
         return _recipe_norm(value, conditional=True)
-
-    @model_validator(mode="after")
-    def _layers(self) -> MultistyleConfig:
-        self.layer_weights(GRAM_TAPS)
-        return self
 
 
 class AdaINConfig(TrainConfig):
@@ -264,8 +274,11 @@ class AdaINConfig(TrainConfig):
             )
         if self.load_size < self.image_size:
             raise ValueError(f"load_size {self.load_size} must be ≥ image_size {self.image_size}")
-        self.layer_weights(self.style_taps)
         return self
+
+    def loss_weights(self) -> dict[str, float]:
+        """Content, style and TV weights, and the identity loss's."""
+        return {**super().loss_weights(), "identity": self.identity_weight}
 
     @property
     def style_taps(self) -> tuple[str, ...]:

@@ -37,7 +37,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 from torchvision.utils import save_image
 from tqdm import tqdm
 
@@ -56,7 +56,7 @@ from stylenorm.train.checkpoint import (
     prune_checkpoints,
     save_checkpoint,
 )
-from stylenorm.train.config import ConfigError, TrainConfig
+from stylenorm.train.config import ConfigError, RunConfig, TrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -151,19 +151,25 @@ def setup_distributed(requested_device: str | None) -> tuple[Distributed, torch.
 # ------------------------------------------------------------------------------------------- data
 
 
-class _Stream:
-    """An endless, resumable stream of batches from one dataset: (epoch, position) is its state."""
+class BatchStream:
+    """An endless, resumable stream of batches from one dataset: (epoch, position) is its state.
+
+    Items are ``(images, replaced)`` pairs (image folders) or dicts with an
+    optional ``"replaced"`` entry (label/image pairs, class folders);
+    ``replaced`` flags samples that stood in for a file that failed to decode,
+    counted in :attr:`replaced` and dropped from the batch.
+    """
 
     def __init__(
-        self, name: str, dataset: ImageFolder, cfg: TrainConfig, ranks: Distributed, seed: int, pin: bool
+        self, what: str, dataset: Dataset, cfg: RunConfig, ranks: Distributed, seed: int, pin: bool,
+        unit: str = "samples",
     ) -> None:
-        per_rank = -(-len(dataset) // ranks.world)
-        if per_rank < cfg.batch_size:
+        size = len(dataset)  # type: ignore[arg-type]
+        if -(-size // ranks.world) < cfg.batch_size:
             raise DataError(
-                f"the {name} folder has {len(dataset)} readable images: too few for batches of "
-                f"{cfg.batch_size} on {ranks.world} process(es); add images or lower --batch-size"
+                f"{what} has {size} {unit}: too few for batches of {cfg.batch_size} on "
+                f"{ranks.world} process(es); add more or lower --batch-size"
             )
-        self.name, self.dataset = name, dataset
         self.sampler = ResumableSampler(dataset, ranks.world, ranks.rank, seed)
         self.loader = DataLoader(
             dataset,
@@ -178,20 +184,28 @@ class _Stream:
         self.epoch = self.position = self.replaced = 0
         self._it: Iterator | None = None
 
-    def next(self) -> Tensor:
+    def next(self) -> Any:
+        """The next batch: images (N, …) or a dict of tensors, without the ``replaced`` flags."""
         while True:
             if self._it is None:
                 self.sampler.set_epoch(self.epoch)
                 self.sampler.start = self.position
                 self._it = iter(self.loader)
             try:
-                images, replaced = next(self._it)
+                batch = next(self._it)
             except StopIteration:
                 self._it, self.epoch, self.position = None, self.epoch + 1, 0
                 continue
-            self.position += images.shape[0]
-            self.replaced += int(replaced.sum())
-            return images
+            if isinstance(batch, dict):
+                replaced = batch.pop("replaced", None)
+                n = next(iter(batch.values())).shape[0]
+            else:
+                batch, replaced = batch
+                n = batch.shape[0]
+            self.position += n
+            if replaced is not None:
+                self.replaced += int(replaced.sum())
+            return batch
 
     def state(self) -> dict[str, int]:
         return {"epoch": self.epoch, "position": self.position, "replaced": self.replaced}
@@ -411,7 +425,9 @@ class _Trainer:
         self.scaler = torch.amp.GradScaler(device.type, enabled=cfg.amp == "fp16")
         pin = device.type == "cuda"
         self.streams = {
-            name: _Stream(name, ds, cfg, ranks, cfg.seed + 7919 * i, pin)
+            name: BatchStream(
+                f"the {name} folder", ds, cfg, ranks, cfg.seed + 7919 * i, pin, unit="readable images"
+            )
             for i, (name, ds) in enumerate(recipe.datasets.items())
         }
         seed_everything(cfg.seed + ranks.rank)  # training randomness differs per rank
@@ -567,10 +583,7 @@ class _Trainer:
             "processes": self.ranks.world,
             "lr": cfg.lr,
             "lr_decay": cfg.lr_decay,
-            "weights": {
-                "content": cfg.content_weight, "style": cfg.style_weight, "tv": cfg.tv_weight,
-                **({"identity": cfg.identity_weight} if hasattr(cfg, "identity_weight") else {}),
-            },
+            "weights": cfg.loss_weights(),
             "amp": cfg.amp,
             "seed": cfg.seed,
             "wall_time_s": round(self.wall_time, 3),

@@ -41,11 +41,11 @@ import torch.distributed as dist
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.nn.utils import parametrize
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 from torchvision.utils import save_image
 from tqdm import tqdm
 
-from stylenorm.data import DataError, ImageFolder, ResumableSampler
+from stylenorm.data import DataError, ImageFolder
 from stylenorm.data.scenes import PALETTE, SCENE_CLASSES, SyntheticScenes
 from stylenorm.data.segmentation import PairedTransform, SegmentationDataset, instance_edges
 from stylenorm.gan_losses import VGGLoss, feature_matching_loss, hinge_g_loss, kl_divergence
@@ -70,6 +70,7 @@ from stylenorm.train.checkpoint import (
 )
 from stylenorm.train.config import CGANConfig, ConfigError, GANConfig, SpadeConfig
 from stylenorm.train.engine import (
+    BatchStream,
     Distributed,
     TrainingError,
     TrainResult,
@@ -177,59 +178,6 @@ class ClassFolders(Dataset):
             "images": len(self),
             "skipped": sum(len(f.skipped) for f in self.folders),
         }
-
-
-class _Stream:
-    """An endless, resumable stream of batches (dicts of tensors): (epoch, position) is its state."""
-
-    def __init__(
-        self, dataset: Dataset, cfg: GANConfig, ranks: Distributed, seed: int, pin: bool
-    ) -> None:
-        size = len(dataset)  # type: ignore[arg-type]
-        per_rank = -(-size // ranks.world)
-        if per_rank < cfg.batch_size:
-            raise DataError(
-                f"the dataset has {size} samples: too few for batches of {cfg.batch_size} on "
-                f"{ranks.world} process(es); add data or lower --batch-size"
-            )
-        self.sampler = ResumableSampler(dataset, ranks.world, ranks.rank, seed)
-        self.loader = DataLoader(
-            dataset,
-            batch_size=cfg.batch_size,
-            sampler=self.sampler,
-            num_workers=cfg.workers,
-            drop_last=True,
-            pin_memory=pin,
-            persistent_workers=cfg.workers > 0,
-            generator=torch.Generator().manual_seed(seed),  # keeps the global RNG untouched by iter()
-        )
-        self.epoch = self.position = self.replaced = 0
-        self._it: Iterator | None = None
-
-    def next(self) -> dict[str, Tensor]:
-        while True:
-            if self._it is None:
-                self.sampler.set_epoch(self.epoch)
-                self.sampler.start = self.position
-                self._it = iter(self.loader)
-            try:
-                batch = next(self._it)
-            except StopIteration:
-                self._it, self.epoch, self.position = None, self.epoch + 1, 0
-                continue
-            n = next(iter(batch.values())).shape[0]
-            self.position += n
-            replaced = batch.pop("replaced", None)
-            if replaced is not None:
-                self.replaced += int(replaced.sum())
-            return batch
-
-    def state(self) -> dict[str, int]:
-        return {"epoch": self.epoch, "position": self.position, "replaced": self.replaced}
-
-    def restore(self, state: dict[str, int]) -> None:
-        self.epoch, self.position, self.replaced = state["epoch"], state["position"], state["replaced"]
-        self._it = None
 
 
 def read_classes(path: Path, label_nc: int | None) -> tuple[list[str], list[list[int]] | None]:
@@ -739,7 +687,8 @@ class _GANTrainer:
         self.opt_d = torch.optim.Adam(d_params, lr=lr_d, betas=betas)
         self.scaler_g = torch.amp.GradScaler(device.type, enabled=cfg.amp == "fp16")
         self.scaler_d = torch.amp.GradScaler(device.type, enabled=cfg.amp == "fp16")
-        self.stream = _Stream(recipe.dataset, cfg, ranks, cfg.seed + 7919, device.type == "cuda")
+        pin = device.type == "cuda"
+        self.stream = BatchStream("the dataset", recipe.dataset, cfg, ranks, cfg.seed + 7919, pin)
         seed_everything(cfg.seed + ranks.rank)  # training randomness differs per rank
         self.step, self.images_seen, self.wall_time = 0, 0, 0.0
         self.last_row: dict[str, float] = {}

@@ -115,7 +115,7 @@ class _GramRecipe:
                 thumbs.append(_thumbnail(style, cfg.image_size))
         self.style_grams = {t: torch.cat(g) for t, g in grams.items()}  # (S, C, C) per tap
         self.style_thumbs = torch.cat(thumbs)  # (S, 3, size, size)
-        self.layer_weights = cfg.layer_weights(GRAM_TAPS)
+        self.layer_weights = cfg.layer_weights()
         self.model = self._net().to(device)
         self.trainable = self.net = self.model
         self._preview: tuple[Tensor, Tensor, Tensor] | None = None
@@ -238,7 +238,7 @@ class AdaINRecipe:
         self.model = AdaINNet(encoder, eps=cfg.eps).to(device)
         self.last = cfg.encoder_layer
         self.taps = cfg.style_taps
-        self.layer_weights = cfg.layer_weights(self.taps)
+        self.layer_weights = cfg.layer_weights()
         self.trainable = self.net = self.model.decoder
         self.datasets = {
             name: ImageFolder(folder, cfg.image_size, "random", cfg.load_size, what=f"{name} folder")
