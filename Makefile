@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: run test lint bench browser clean
+.PHONY: run test stress lint bench browser clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,10 @@ browser:
 test: $(STAMP) browser
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -n 2 -q
+
+# The server tests 20 times in a row under -n 2 plus a busy loop per core: catches timing races early.
+stress: $(STAMP) browser
+	PYTHON=$(BIN)/python bash scripts/stress_server_tests.sh
 
 bench: $(STAMP)
 	$(BIN)/python bench/norms.py

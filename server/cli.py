@@ -41,6 +41,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--request-timeout-s", type=float, default=None, help="per-request deadline; beyond: 504")
     p.add_argument("--max-upload-bytes", type=int, default=None, help="largest request body")
     p.add_argument(
+        "--keepalive-timeout-s", type=float, default=None, help="close idle keep-alive connections after this"
+    )
+    p.add_argument(
         "--cors-origin",
         action="append",
         default=None,
@@ -71,6 +74,7 @@ def settings_from_args(args: argparse.Namespace) -> Any:
         ("queue_size", "queue_size"),
         ("request_timeout_s", "request_timeout_s"),
         ("max_upload_bytes", "max_upload_bytes"),
+        ("keepalive_timeout_s", "keepalive_timeout_s"),
         ("cors_origin", "cors_origins"),
         ("log_level", "log_level"),
     ):
@@ -125,6 +129,7 @@ def run(args: argparse.Namespace) -> int:
         "log_level": settings.log_level,
         "log_config": _log_config(settings.log_level),
         "timeout_graceful_shutdown": args.timeout_graceful_shutdown,
+        "timeout_keep_alive": settings.keepalive_timeout_s,
         "server_header": False,
     }
     if args.workers == 1:

@@ -54,6 +54,15 @@ class Settings(BaseSettings):
     )
     queue_size: int = Field(64, ge=1, le=100_000, description="requests waiting for the worker; beyond: 503")
     request_timeout_s: float = Field(30.0, gt=0.0, le=3600.0, description="per-request deadline; beyond: 504")
+    keepalive_timeout_s: float = Field(
+        15.0,
+        gt=0.0,
+        le=3600.0,
+        description=(
+            "idle keep-alive connections are closed after this long; keep it above the clients' own idle "
+            "expiry (httpx 5 s, nginx upstream 4 s), or a request can be sent on a connection being closed"
+        ),
+    )
     api_keys: Annotated[list[SecretStr], NoDecode] = Field(
         default_factory=list, description="accepted API keys (X-API-Key or Bearer); empty: no auth"
     )

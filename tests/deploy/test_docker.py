@@ -9,7 +9,6 @@ held to the server's settings (upload limit, request timeout, uvicorn's keep-ali
 from __future__ import annotations
 
 import importlib.util
-import inspect
 import json
 import os
 import re
@@ -63,9 +62,8 @@ def _graceful_shutdown_s() -> float:
 
 
 def _uvicorn_keep_alive_s() -> float:
-    import uvicorn
-
-    return float(inspect.signature(uvicorn.Config).parameters["timeout_keep_alive"].default)
+    """The server's default keep-alive timeout (STYLENORM_KEEPALIVE_TIMEOUT_S, handed to uvicorn)."""
+    return float(_settings_defaults()["keepalive_timeout_s"])
 
 
 def _seconds(value: str) -> float:

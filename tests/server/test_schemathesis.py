@@ -7,8 +7,6 @@ documented status codes, content types and schemas.
 
 from __future__ import annotations
 
-import time
-
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
@@ -31,7 +29,6 @@ def test_no_generated_request_causes_a_server_error(server: LiveServer) -> None:
     operations = [result.ok() for result in schema.get_all_operations()]
     assert {op.path for op in operations} >= {"/v1/stylize", "/v1/synthesize", "/v1/generate", "/v1/models"}
     before = _stylize_requests(server)
-    start = time.monotonic()
     for op in operations:
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
 
@@ -52,7 +49,6 @@ def test_no_generated_request_causes_a_server_error(server: LiveServer) -> None:
                 # an operation without parameters (GET /healthz) has no schema to violate
                 assert mode is GenerationMode.NEGATIVE, op.path
     assert server.client.get("/healthz").status_code == 200
-    assert time.monotonic() - start < 120
     assert _stylize_requests(server) - before >= EXAMPLES  # the fuzzer really reached the server
 
 
