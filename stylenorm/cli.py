@@ -16,7 +16,7 @@ _SUBCOMMAND_MODULES = (
     "stylenorm.importexport_cli",  # stylenorm import …, stylenorm export …
     "stylenorm.synthesize_cli",    # stylenorm synthesize, stylenorm generate
     "stylenorm.sheet",             # stylenorm sheet (contact sheets with quality numbers)
-    "server.cli",                  # stylenorm serve
+    "stylenorm.server.cli",        # stylenorm serve
 )
 
 

@@ -49,7 +49,7 @@ INSTALL_DEV = "install the dev extra: .venv/bin/pip install -c constraints.txt -
 
 
 def _settings_defaults() -> dict[str, Any]:
-    from server.settings import Settings
+    from stylenorm.server.settings import Settings
 
     return {name: f.default for name, f in Settings.model_fields.items()}
 
@@ -331,7 +331,7 @@ def test_dockerignore_sends_what_the_images_copy_and_nothing_else() -> None:
                 words = [w for w in inst.args.split() if not w.startswith("--")]
                 if "--from=" not in inst.args:
                     sources.update(w.rstrip("/") for w in words[:-1])
-    assert {"constraints.txt", "pyproject.toml", "README.md", "stylenorm", "server", "models"} <= sources
+    assert {"constraints.txt", "pyproject.toml", "README.md", "stylenorm", "models"} <= sources
     for source in sorted(sources):
         root = REPO / source
         files = [root] if root.is_file() else [p for p in root.rglob("*") if p.is_file()]

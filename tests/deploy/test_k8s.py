@@ -88,7 +88,7 @@ def test_a_broken_manifest_fails_validation() -> None:
 
 
 def test_hpa_queue_depth_example_validates_when_uncommented() -> None:
-    from server.metrics import Metrics
+    from stylenorm.server.metrics import Metrics
 
     text = (K8S / "hpa.yaml").read_text()
     match = re.search(r"^[ \t]*# BEGIN queue-depth example.*?\n(.*?)^[ \t]*# END queue-depth example", text,
@@ -148,7 +148,7 @@ def test_deployment_runs_the_image_as_built() -> None:
     seed = {m["name"] for c in pod["initContainers"] for m in c["volumeMounts"]}
     assert models["name"] in seed, "the init container seeds the models volume"
     # settings: only names the server knows
-    from server.settings import Settings
+    from stylenorm.server.settings import Settings
 
     known = {f"STYLENORM_{n.upper()}" for n in Settings.model_fields}
     assert {n for n in env if n.startswith("STYLENORM_")} <= known

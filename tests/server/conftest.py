@@ -21,10 +21,10 @@ import torch
 import uvicorn
 from PIL import Image
 
-from server.app import create_app
-from server.settings import Settings
 from stylenorm.models import build, weights_to_save
 from stylenorm.repository import ModelCard, save_model
+from stylenorm.server.app import create_app
+from stylenorm.server.settings import Settings
 
 ADAIN_ARGS = {"encoder": {"fmt": "random", "depth": 19, "last": "relu2_1", "seed": 0}}
 GALLERY = ("warm", "cool", "grass")

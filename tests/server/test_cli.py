@@ -83,7 +83,7 @@ def test_serve_flags_parse() -> None:
         ["serve", "--port", "9000", "--workers", "2", "--cors-origin", "http://a.example"]
     )
     assert args.port == 9000 and args.workers == 2 and args.host == "127.0.0.1"
-    from server.cli import settings_from_args
+    from stylenorm.server.cli import settings_from_args
 
     settings = settings_from_args(args)
     assert settings.cors_origins == ["http://a.example"]

@@ -13,7 +13,7 @@ import time
 
 import httpx
 
-from server.settings import Settings
+from stylenorm.server.settings import Settings
 from tests.server.conftest import LiveServer
 
 REQUEST = b"GET /healthz HTTP/1.1\r\nHost: test\r\n\r\n"

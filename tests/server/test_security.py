@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from server.settings import Settings
+from stylenorm.server.settings import Settings
 from tests.server.conftest import LiveServer, image_bytes, live_server
 
 KEY = "s3cret-key"

@@ -18,9 +18,9 @@ from typing import Any
 
 import torch
 
-from server.errors import ApiError
 from stylenorm.models import LoadedModel, load
 from stylenorm.repository import scan
+from stylenorm.server.errors import ApiError
 
 log = logging.getLogger("server.registry")
 

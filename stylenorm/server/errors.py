@@ -21,7 +21,7 @@ from stylenorm.errors import ShapeError, SpecError, StylenormError
 from stylenorm.imageio import CorruptImage, ImageError, ImageTooLarge, UnsupportedImage
 from stylenorm.stylize import UnknownStyle
 
-log = logging.getLogger("server")
+log = logging.getLogger("stylenorm.server")
 
 # (status, code, when) — the contract, also printed in the README of the server.
 ERROR_TABLE: tuple[tuple[int, str, str], ...] = (

@@ -41,14 +41,14 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from server.errors import ApiError
-from server.metrics import Metrics
 from stylenorm.color import lab_to_rgb, rgb_to_lab
 from stylenorm.imageio import WEB_FORMATS, load_image
 from stylenorm.models import LoadedModel
 from stylenorm.nets.adain import AdaINNet, StyleStats
 from stylenorm.nets.transformer import TransformerNet
 from stylenorm.norm import style_moments
+from stylenorm.server.errors import ApiError
+from stylenorm.server.metrics import Metrics
 from stylenorm.stylize import StyleCache, named_style, resize_to, stylize
 
 log = logging.getLogger("server.engine")

@@ -33,12 +33,21 @@ from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from server import errors
-from server.engine import Engine, StyleRef, StylizeWork
-from server.errors import ApiError, error_body
-from server.metrics import CONTENT_TYPE, Metrics, MetricsMiddleware
-from server.registry import Registry, ServedModel, library_function
-from server.schemas import (
+from stylenorm.imageio import (
+    WEB_FORMATS,
+    ImageError,
+    encode_image,
+    load_image,
+    load_mask,
+    open_image,
+    resize_mask,
+)
+from stylenorm.server import errors
+from stylenorm.server.engine import Engine, StyleRef, StylizeWork
+from stylenorm.server.errors import ApiError, error_body
+from stylenorm.server.metrics import CONTENT_TYPE, Metrics, MetricsMiddleware
+from stylenorm.server.registry import Registry, ServedModel, library_function
+from stylenorm.server.schemas import (
     MAX_GENERATE,
     MEDIA_TYPES,
     ErrorBody,
@@ -52,19 +61,10 @@ from server.schemas import (
     StylizeOptions,
     UnavailableModel,
 )
-from server.settings import Settings
-from stylenorm.imageio import (
-    WEB_FORMATS,
-    ImageError,
-    encode_image,
-    load_image,
-    load_mask,
-    open_image,
-    resize_mask,
-)
+from stylenorm.server.settings import Settings
 from stylenorm.stylize import MIN_SIDE, resize_to
 
-log = logging.getLogger("server")
+log = logging.getLogger("stylenorm.server")
 
 STATIC = Path(__file__).resolve().parent / "static"
 MAX_STYLES = 16  # styles (and masks) per request: more is a mistake or an attack, not a use
@@ -391,7 +391,7 @@ def _check_stylize(
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the application for these settings (default: from the environment and .env)."""
     settings = settings or Settings()
-    logging.getLogger("server").setLevel(settings.log_level.upper())
+    logging.getLogger("stylenorm.server").setLevel(settings.log_level.upper())
     metrics = Metrics()
     device = settings.resolved_device()
     registry = Registry(settings.models_dir, device)

@@ -63,7 +63,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def settings_from_args(args: argparse.Namespace) -> Any:
     """Settings from the environment/.env, with the flags that were given on top."""
-    from server.settings import Settings
+    from stylenorm.server.settings import Settings
 
     overrides: dict[str, Any] = {}
     for flag, field in (
@@ -121,7 +121,7 @@ def run(args: argparse.Namespace) -> int:
         if not torch.cuda.is_available():
             raise SpecError("--device cuda was asked for, but no CUDA device is available; use --device cpu")
     if not Path(settings.models_dir).is_dir():
-        logging.getLogger("server").warning("models folder %s does not exist", settings.models_dir)
+        logging.getLogger("stylenorm.server").warning("models folder %s does not exist", settings.models_dir)
     tune_cpu_allocator()
     common = {
         "host": args.host,
@@ -133,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
         "server_header": False,
     }
     if args.workers == 1:
-        from server.app import create_app
+        from stylenorm.server.app import create_app
 
         uvicorn.run(create_app(settings), **common)
         return 0
@@ -143,7 +143,7 @@ def run(args: argparse.Namespace) -> int:
     if own_dir:
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="stylenorm-metrics-")
     try:
-        uvicorn.run("server.app:create_app", factory=True, workers=args.workers, **common)
+        uvicorn.run("stylenorm.server.app:create_app", factory=True, workers=args.workers, **common)
     finally:
         if own_dir:
             shutil.rmtree(os.environ.pop("PROMETHEUS_MULTIPROC_DIR"), ignore_errors=True)
