@@ -6,6 +6,7 @@ import argparse
 import importlib
 import sys
 
+from stylenorm import __version__, logs
 from stylenorm.errors import StylenormError
 from stylenorm.norm import available_norms
 
@@ -38,6 +39,17 @@ def _demo(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser, with every available subcommand."""
     parser = argparse.ArgumentParser(prog="stylenorm", description="normalization layers and generators")
+    parser.add_argument("--version", action="version", version=f"stylenorm {__version__}")
+    parser.add_argument(
+        "-v", "--verbose", action="count", default=0, help="more log output (-vv: debug); default: info"
+    )
+    parser.add_argument("-q", "--quiet", action="count", default=0, help="less log output (-qq: errors only)")
+    parser.add_argument(
+        "--log-format",
+        choices=logs.FORMATS,
+        default=None,
+        help=f"log lines as text or one JSON object each (default: ${logs.FORMAT_ENV} or text)",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("norms", help="list every norm spec make_norm understands").set_defaults(func=_norms)
     demo = sub.add_parser("demo", help="write a one-picture tour of the library")
@@ -55,9 +67,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point; a StylenormError becomes a one-line message and exit status 2."""
+    """Entry point; a StylenormError becomes a one-line message and exit status 2.
+
+    Logging goes to stderr at info (``$STYLENORM_LOG_LEVEL`` changes the base, each -v/-q one step),
+    as text or JSON (``--log-format``, ``$STYLENORM_LOG_FORMAT``).
+    """
     args = build_parser().parse_args(argv)
     try:
+        logs.configure(logs.level_from(args.verbose, args.quiet), logs.format_from(args.log_format))
         return int(args.func(args) or 0)
     except StylenormError as exc:
         print(f"stylenorm {args.command}: error: {exc}", file=sys.stderr)

@@ -47,6 +47,7 @@ from stylenorm.server.engine import Engine, StyleRef, StylizeWork
 from stylenorm.server.errors import ApiError, error_body
 from stylenorm.server.metrics import CONTENT_TYPE, Metrics, MetricsMiddleware
 from stylenorm.server.registry import Registry, ServedModel, library_function
+from stylenorm.server.request_id import RequestIdMiddleware
 from stylenorm.server.schemas import (
     MAX_GENERATE,
     MEDIA_TYPES,
@@ -466,6 +467,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         yield
         await run_in_threadpool(engine.stop)
+        metrics.close()
 
     docs = settings.docs_enabled
     app = FastAPI(
@@ -473,7 +475,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         summary="Style transfer and semantic image synthesis with the models of a stylenorm repository.",
         description=(
-            'Every error has the body `{"error": {"status", "code", "message"}}`. '
+            'Every error has the body `{"error": {"status", "code", "message", "request_id"}}`. '
             "Images are uploaded (multipart) as PNG, JPEG or WebP; nothing is fetched by URL. "
             + ("Send an API key as `X-API-Key` or `Authorization: Bearer`." if settings.api_keys else "")
         ),
@@ -511,6 +513,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             )
 
     protected = [Depends(require_key)] if keys else []
+    metrics_guard = [] if settings.metrics_public else protected
     common_errors = (401, 404, 422) if keys else (404, 422)
     v1 = APIRouter(prefix="/v1", dependencies=protected, responses=_error_responses(*common_errors))
 
@@ -944,13 +947,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         "/metrics",
         response_class=Response,
         tags=["ops"],
-        dependencies=protected,
+        # the cluster's scraper has no API key: metrics_public opens /metrics alone (keep it off the
+        # public side of the proxy: docker/nginx.conf answers 404 for it)
+        dependencies=metrics_guard,
         responses={
             200: {
                 "description": "Prometheus text format",
                 "content": {"text/plain": {"schema": {"type": "string"}}},
             },
-            **(_error_responses(401) if keys else {}),
+            **(_error_responses(401) if metrics_guard else {}),
         },
         summary="Prometheus metrics (prefix stylenorm_)",
     )
@@ -977,10 +982,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             CORSMiddleware,
             allow_origins=list(settings.cors_origins),
             allow_methods=["GET", "POST"],
-            allow_headers=["X-API-Key", "Authorization", "Content-Type"],
-            expose_headers=["Retry-After", "X-Seed", "X-Model", "X-Batch-Size"],
+            allow_headers=["X-API-Key", "Authorization", "Content-Type", "X-Request-ID"],
+            expose_headers=["Retry-After", "X-Seed", "X-Model", "X-Batch-Size", "X-Request-ID"],
             max_age=600,
         )
     app.add_middleware(SecurityHeadersMiddleware)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
+    app.add_middleware(RequestIdMiddleware)  # outermost: every answer and log line carries the id
     return app

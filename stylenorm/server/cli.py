@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import copy
 import logging
 import os
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
+
+from stylenorm import logs
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -95,16 +96,6 @@ def settings_from_args(args: argparse.Namespace) -> Any:
         raise SpecError(f"invalid server settings: {problems}") from None
 
 
-def _log_config(level: str) -> dict[str, Any]:
-    """uvicorn's logging config, plus our own loggers on its default handler."""
-    from uvicorn.config import LOGGING_CONFIG
-
-    config = copy.deepcopy(LOGGING_CONFIG)
-    for name in ("server", "stylenorm"):
-        config["loggers"][name] = {"handlers": ["default"], "level": level.upper(), "propagate": False}
-    return config
-
-
 def run(args: argparse.Namespace) -> int:
     """``stylenorm serve``: run uvicorn until SIGINT/SIGTERM; returns the exit status."""
     import uvicorn
@@ -123,11 +114,16 @@ def run(args: argparse.Namespace) -> int:
     if not Path(settings.models_dir).is_dir():
         logging.getLogger("stylenorm.server").warning("models folder %s does not exist", settings.models_dir)
     tune_cpu_allocator()
+    # the level: --log-level > STYLENORM_LOG_LEVEL > .env > info, then the global -v/-q steps
+    level = logs.level_from(getattr(args, "verbose", 0), getattr(args, "quiet", 0), settings.log_level)
+    fmt = logs.format_from(getattr(args, "log_format", None) or settings.log_format)
+    log_config = logs.config_dict(level, fmt)
+    logs.configure_from(log_config)
     common = {
         "host": args.host,
         "port": args.port,
-        "log_level": settings.log_level,
-        "log_config": _log_config(settings.log_level),
+        "log_level": level,
+        "log_config": log_config,  # every worker process configures its logging from it
         "timeout_graceful_shutdown": args.timeout_graceful_shutdown,
         "timeout_keep_alive": settings.keepalive_timeout_s,
         "server_header": False,
@@ -139,9 +135,18 @@ def run(args: argparse.Namespace) -> int:
         return 0
     # several processes: each builds its own app (and models) from the same settings, handed on by env
     os.environ.update(settings.to_env())
-    own_dir = "PROMETHEUS_MULTIPROC_DIR" not in os.environ
+    own_dir = not os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if own_dir:
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="stylenorm-metrics-")
+    else:  # the operator's folder (a volume, say): what a previous run left would be counted again
+        from stylenorm.server.metrics import wipe_multiprocess_dir
+
+        gone = wipe_multiprocess_dir(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+        logging.getLogger("stylenorm.server").info(
+            "PROMETHEUS_MULTIPROC_DIR %s: removed %d metric files of a previous run",
+            os.environ["PROMETHEUS_MULTIPROC_DIR"],
+            gone,
+        )
     try:
         uvicorn.run("stylenorm.server.app:create_app", factory=True, workers=args.workers, **common)
     finally:

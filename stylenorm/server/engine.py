@@ -51,7 +51,7 @@ from stylenorm.server.errors import ApiError
 from stylenorm.server.metrics import Metrics
 from stylenorm.stylize import StyleCache, named_style, resize_to, stylize
 
-log = logging.getLogger("server.engine")
+log = logging.getLogger("stylenorm.server.engine")
 
 STYLIZE_ARCHITECTURES = ("fast", "multistyle", "adain", "color")
 

@@ -1,4 +1,7 @@
-"""One JSON error body everywhere: ``{"error": {"status": int, "code": "snake_case", "message": str}}``.
+"""One JSON error body everywhere: ``{"error": {"status", "code", "message", "request_id"}}``.
+
+``request_id`` is the request's ``X-Request-ID`` (:mod:`stylenorm.server.request_id`): quote it when
+reporting a problem; the server's log lines for that request carry the same id.
 
 Library exceptions map to status codes here (see ``ERROR_TABLE``); FastAPI's own
 404/405/422 and Starlette's 400 for a malformed body are rewritten to the same
@@ -19,6 +22,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from stylenorm.errors import ShapeError, SpecError, StylenormError
 from stylenorm.imageio import CorruptImage, ImageError, ImageTooLarge, UnsupportedImage
+from stylenorm.logs import request_id
 from stylenorm.stylize import UnknownStyle
 
 log = logging.getLogger("stylenorm.server")
@@ -72,8 +76,12 @@ class ApiError(Exception):
 
 
 def error_body(status: int, code: str, message: str) -> dict[str, Any]:
-    """The JSON error body."""
-    return {"error": {"status": status, "code": code, "message": message}}
+    """The JSON error body (with the current request's id, inside a request)."""
+    detail: dict[str, Any] = {"status": status, "code": code, "message": message}
+    rid = request_id.get()
+    if rid:
+        detail["request_id"] = rid
+    return {"error": detail}
 
 
 def error_response(
@@ -137,6 +145,11 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def _bug(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
+        # this handler answers outside the request-id middleware: it adds the header itself
+        rid = request.scope.get("stylenorm.request_id")
         return error_response(
-            500, "internal_error", "internal server error; the traceback is in the server log"
+            500,
+            "internal_error",
+            "internal server error; the traceback is in the server log",
+            {"X-Request-ID": rid} if rid else None,
         )

@@ -3,12 +3,18 @@
 Each app has its own registry, so several apps live in one process (tests).
 With ``PROMETHEUS_MULTIPROC_DIR`` set (``stylenorm serve --workers N``) the
 series are written to that folder by every worker and ``/metrics`` merges them.
+As prometheus_client documents, the folder is emptied of its ``*.db`` files when
+the server starts (:func:`wipe_multiprocess_dir`), and a worker that ends is marked
+dead (``mark_process_dead``) so its gauges leave the sum; a worker that died without
+saying so is found by its pid at the next scrape (:meth:`Metrics.render`).
 """
 
 from __future__ import annotations
 
 import os
+import re
 import time
+from pathlib import Path
 from typing import Any
 
 from prometheus_client import (
@@ -42,6 +48,46 @@ _FAILURE_BY_STATUS = {
 def multiprocess_dir() -> str | None:
     """The prometheus_client multiprocess folder, when several worker processes share the metrics."""
     return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
+
+
+def wipe_multiprocess_dir(folder: str | Path) -> int:
+    """Make folder an empty multiprocess folder: create it, delete the ``*.db`` files a previous run left.
+
+    Only prometheus_client's own files go; anything else in the folder stays. Returns how many went.
+    """
+    path = Path(folder)
+    path.mkdir(parents=True, exist_ok=True)
+    stale = list(path.glob("*.db"))
+    for file in stale:
+        file.unlink(missing_ok=True)
+    return len(stale)
+
+
+_LIVE_GAUGE_FILE = re.compile(r"gauge_live\w*_(\d+)\.db")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
+
+
+def forget_dead_workers(folder: str | Path) -> list[int]:
+    """mark_process_dead for every pid with live-gauge files whose process is gone; returns those pids."""
+    dead = sorted(
+        {
+            int(m.group(1))
+            for f in Path(folder).glob("gauge_live*_*.db")
+            if (m := _LIVE_GAUGE_FILE.fullmatch(f.name)) and not _pid_alive(int(m.group(1)))
+        }
+    )
+    for pid in dead:
+        prom_multiprocess.mark_process_dead(pid, str(folder))
+    return dead
 
 
 class Metrics:
@@ -113,9 +159,17 @@ class Metrics:
             return Gauge(name, doc, labels, multiprocess_mode="livesum", **r)
         return Gauge(name, doc, labels, **r)
 
+    def close(self) -> None:
+        """This process stops serving: in multiprocess mode its live gauges leave the sums."""
+        folder = multiprocess_dir()
+        if self.multiprocess and folder:
+            prom_multiprocess.mark_process_dead(os.getpid(), folder)
+
     def render(self) -> bytes:
         """The Prometheus text exposition of every series."""
-        if self.multiprocess:
+        folder = multiprocess_dir()
+        if self.multiprocess and folder:
+            forget_dead_workers(folder)  # a worker killed without a goodbye leaves its gauges behind
             registry = CollectorRegistry()
             prom_multiprocess.MultiProcessCollector(registry)
             return generate_latest(registry)

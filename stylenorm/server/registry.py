@@ -22,7 +22,7 @@ from stylenorm.models import LoadedModel, load
 from stylenorm.repository import scan
 from stylenorm.server.errors import ApiError
 
-log = logging.getLogger("server.registry")
+log = logging.getLogger("stylenorm.server.registry")
 
 # architecture -> the endpoint kind that serves it
 KINDS = {

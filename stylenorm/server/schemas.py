@@ -17,6 +17,9 @@ class ErrorDetail(BaseModel):
     status: int = Field(description="the HTTP status, repeated")
     code: str = Field(description="a stable snake_case code, e.g. unknown_model, queue_full")
     message: str = Field(description="what was wrong and what would be right, for people")
+    request_id: str | None = Field(
+        None, description="the request's X-Request-ID (also on the server's log lines for it)"
+    )
 
 
 class ErrorBody(BaseModel):

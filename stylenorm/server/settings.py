@@ -69,8 +69,16 @@ class Settings(BaseSettings):
     cors_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="origins allowed by CORS; empty: CORS closed"
     )
+    metrics_public: bool = Field(
+        False,
+        description=(
+            "serve /metrics without an API key even when api_keys are set, for the cluster's scraper "
+            "(keep /metrics off the public side of the proxy)"
+        ),
+    )
     docs_enabled: bool = Field(True, description="serve /docs, /redoc and /openapi.json")
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
+    log_format: Literal["text", "json"] = Field("text", description="text, or one JSON object a line")
     default_model: str = Field("color-transfer", description="model of /v1/stylize when none is named")
     style_cache_size: int = Field(256, ge=1, description="cached statistics of uploaded style images")
     thumbnail_size: int = Field(128, ge=16, le=512, description="longer side of style thumbnails")

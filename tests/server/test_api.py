@@ -21,7 +21,8 @@ def _error(r: httpx.Response, status: int, code: str | None = None) -> dict:
     assert r.status_code == status, r.text
     assert r.headers["content-type"].startswith("application/json")
     body = r.json()
-    assert set(body) == {"error"} and set(body["error"]) == {"status", "code", "message"}
+    assert set(body) == {"error"} and set(body["error"]) == {"status", "code", "message", "request_id"}
+    assert body["error"]["request_id"] == r.headers["x-request-id"]
     assert body["error"]["status"] == status and body["error"]["message"]
     if code is not None:
         assert body["error"]["code"] == code, body
