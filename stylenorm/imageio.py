@@ -5,13 +5,17 @@ as is): a format allow-list, the pixel count checked from the header before
 any pixel is decoded, Pillow's decompression-bomb warning treated as an error,
 EXIF orientation applied, every colour mode converted to RGB by its real
 range (16-bit and float grayscale are not clipped to 8 bits; transparency is
-composited over white), and written files carry no metadata. Every failure is
-an :class:`ImageError` subclass the server maps to a status code.
+composited over white), an embedded ICC profile converted to sRGB (Display P3
+and Adobe RGB photos, gray and CMYK profiles; see :func:`to_srgb`), and written
+files carry no metadata. Every failure is an :class:`ImageError` subclass the
+server maps to a status code.
 """
 
 from __future__ import annotations
 
+import functools
 import io
+import logging
 import os
 import warnings
 from collections.abc import Collection, Iterable
@@ -36,6 +40,20 @@ OUTPUT_FORMATS = {"png": "PNG", "jpg": "JPEG", "jpeg": "JPEG", "webp": "WEBP"}
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 
 Source = str | os.PathLike | bytes | bytearray | memoryview | IO[bytes]
+
+log = logging.getLogger(__name__)
+
+# Colour management. Relative colorimetric with black-point compensation (Photoshop's default conversion):
+# every colour inside sRGB comes out exactly as the profile defines it, white stays white, and only colours
+# outside sRGB are clipped (a Display P3 red becomes sRGB's red). Perceptual would compress the whole gamut
+# to make room, but matrix/TRC profiles (Display P3, Adobe RGB: what phones and cameras embed) have no
+# perceptual rendering anyway, so LittleCMS would use colorimetric; black-point compensation maps a CMYK
+# press profile's paper black to sRGB black, as perceptual would.
+_INTENT = ImageCms.Intent.RELATIVE_COLORIMETRIC
+_FLAGS = ImageCms.Flags.BLACKPOINTCOMPENSATION
+_SRGB = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
+# real display and press profiles are 0.5-600 KB (big CMYK LUT profiles reach ~2 MB)
+MAX_ICC_BYTES = 4 << 20
 
 
 class ImageError(StylenormError, ValueError):
@@ -93,7 +111,9 @@ def open_image(
     The size is checked from the header before decoding: more than
     ``max_pixels`` (None: no limit of ours; Pillow's bomb limit still holds)
     raises :class:`ImageTooLarge`. ``formats`` is the allow-list of Pillow
-    format names (None: every format Pillow knows).
+    format names (None: every format Pillow knows). The pixels are as stored
+    (label maps keep their values): :func:`pil_to_array` and
+    :func:`load_image` apply an embedded ICC profile (:func:`to_srgb`).
     """
     name = _describe(source)
     allowed = None if formats is None else tuple(f.upper() for f in formats)
@@ -152,23 +172,108 @@ def _gray_range(arr: np.ndarray, nominal: float) -> np.ndarray:
     return (arr - lo) / (hi - lo) if hi > lo else np.zeros_like(arr)
 
 
-def _cmyk_to_rgb(img: Image.Image) -> Image.Image:
-    """CMYK -> RGB through the embedded ICC profile when there is one (press profiles), else naively."""
+def _embedded_profile(img: Image.Image) -> bytes | None:
+    """The ICC profile the file embeds (PNG iCCP, JPEG APP2, WebP ICCP, TIFF), or None."""
     icc = img.info.get("icc_profile")
-    if icc:
-        try:
-            src = ImageCms.ImageCmsProfile(io.BytesIO(icc))
-            return ImageCms.profileToProfile(img, src, ImageCms.createProfile("sRGB"), outputMode="RGB")
-        except (ImageCms.PyCMSError, OSError, ValueError):
-            pass  # a broken profile: the formula below is still a fair rendering
-    return img.convert("RGB")
+    if not isinstance(icc, bytes | bytearray) or not icc:
+        return None
+    if len(icc) > MAX_ICC_BYTES:  # an upload's profile is parsed by LittleCMS: bound what it is given
+        log.warning("ICC profile of %d bytes ignored (limit %d): read as sRGB", len(icc), MAX_ICC_BYTES)
+        return None
+    return bytes(icc)
+
+
+@functools.lru_cache(maxsize=8)
+def _srgb_transform(icc: bytes, mode: str) -> ImageCms.ImageCmsTransform | None:
+    """The transform from an embedded profile to sRGB for 'RGB', 'CMYK' or 'I;16' (gray) images -> RGB.
+
+    Cached by the profile's bytes: a server decodes many images with the same
+    profile. None when there is nothing to do: an RGB profile that is sRGB
+    (it moves none of a grid of test colours by more than 1/255), or a
+    profile LittleCMS cannot read or that does not fit the mode (a warning,
+    once while cached; the image is then read as sRGB).
+    """
+    # Gray is only sampled, once per profile (_gray_curve), so it takes the unoptimized pipeline: LittleCMS's
+    # optimized one is up to 7/255 off in the shadows (gray gamma 1.0 -> sRGB), the unoptimized one exact.
+    flags = _FLAGS | ImageCms.Flags.NOOPTIMIZE if mode == "I;16" else _FLAGS
+    try:
+        src = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        transform = ImageCms.buildTransform(src, _SRGB, mode, "RGB", _INTENT, flags)
+    except (ImageCms.PyCMSError, OSError, ValueError, TypeError) as exc:
+        log.warning(
+            "unusable embedded ICC profile (%d bytes, %s image): %s; read as sRGB", len(icc), mode, exc
+        )
+        return None
+    if mode == "RGB":
+        levels = np.linspace(0, 255, 18).round().astype(np.uint8)
+        grid = np.stack(np.meshgrid(levels, levels, levels), axis=-1).reshape(1, -1, 3)
+        if np.abs(np.asarray(transform.apply(Image.fromarray(grid, "RGB")), np.int16) - grid).max() <= 1:
+            return None
+    return transform
+
+
+@functools.lru_cache(maxsize=8)
+def _gray_curve(icc: bytes) -> tuple[np.ndarray, np.ndarray] | None:
+    """A gray profile's tone curve to sRGB as points (x, y) in [0, 1] to interpolate; None: keep gray as is.
+
+    Pillow's transforms have 8-bit output, so the curve is read to 16-bit
+    precision off the staircase a 16-bit ramp makes: where the output steps
+    from k to k + 1, the curve is at (k + 0.5) / 255.
+    """
+    transform = _srgb_transform(icc, "I;16")
+    if transform is None:
+        return None
+    ramp = Image.frombytes("I;16", (65536, 1), np.arange(65536, dtype="<u2").tobytes())
+    out = np.asarray(transform.apply(ramp), dtype=np.float64)[0, :, 1]  # R = G = B
+    steps = np.flatnonzero(np.diff(out))
+    x = np.concatenate([[0.0], (steps + 0.5) / 65535.0, [1.0]])
+    y = np.concatenate([[out[0]], (out[steps] + out[steps + 1]) / 2.0, [out[-1]]]) / 255.0
+    return None if np.abs(y - x).max() <= 1 / 255 else (x, y)
+
+
+def to_srgb(img: Image.Image) -> Image.Image:
+    """An image with an embedded ICC profile -> the same with its colours in sRGB and no profile.
+
+    RGB(A), CMYK (-> RGB), L/LA with a gray profile (they stay gray) and
+    palette images (-> RGB(A) first) are converted by LittleCMS, alpha kept
+    as it is. Images without a profile, with an sRGB one or with one that
+    cannot be used come back as they are (palette images then as RGB(A));
+    16-bit gray is converted by :func:`pil_to_array`.
+    """
+    icc = _embedded_profile(img)
+    if icc is None:
+        return img
+    if img.mode in ("P", "PA"):
+        img = img.convert("RGBA" if img.mode == "PA" or img.has_transparency_data else "RGB")
+    if img.mode in ("L", "LA"):
+        curve = _gray_curve(icc)
+        if curve is None:
+            return img
+        lut = np.round(np.interp(np.arange(256) / 255.0, *curve) * 255.0).astype(np.uint8)
+        out = img.getchannel("L").point(lut.tolist())
+    elif img.mode in ("RGB", "RGBA", "CMYK"):
+        transform = _srgb_transform(icc, "CMYK" if img.mode == "CMYK" else "RGB")
+        if transform is None:
+            return img
+        out = transform.apply(img.convert("RGB") if img.mode == "RGBA" else img)
+    else:
+        return img
+    if "A" in img.getbands():
+        out.putalpha(img.getchannel("A"))
+    out.info.pop("icc_profile", None)
+    return out
 
 
 def pil_to_array(img: Image.Image) -> np.ndarray:
-    """Any Pillow mode -> (H, W, 3) float32 RGB in [0, 1]."""
+    """Any Pillow mode -> (H, W, 3) float32 sRGB in [0, 1] (an embedded ICC profile applied)."""
+    img = to_srgb(img)
     mode = img.mode
     if mode.startswith("I;16"):
         rgb = np.asarray(img).astype(np.float64) / 65535.0
+        icc = _embedded_profile(img)
+        curve = None if icc is None else _gray_curve(icc)
+        if curve is not None:
+            rgb = np.interp(rgb, *curve)
     elif mode == "I":  # 32-bit ints: most often 16-bit data (older Pillow opened 16-bit PNGs so)
         rgb = _gray_range(np.asarray(img), 65535.0)
     elif mode == "F":
@@ -180,8 +285,6 @@ def pil_to_array(img: Image.Image) -> np.ndarray:
     elif mode in ("LA", "La", "PA", "RGBA", "RGBa") or (mode == "P" and img.has_transparency_data):
         rgba = np.asarray(img.convert("RGBA")).astype(np.float64) / 255.0
         rgb = _composite_over_white(rgba)
-    elif mode == "CMYK":
-        rgb = np.asarray(_cmyk_to_rgb(img)).astype(np.float64) / 255.0
     else:
         try:
             rgb = np.asarray(img.convert("RGB")).astype(np.float64) / 255.0
@@ -302,6 +405,7 @@ __all__ = [
     "resize_mask",
     "save_image",
     "to_pil",
+    "to_srgb",
 ]
 
 
