@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from stylenorm.models import DEFAULT_MODELS_DIR, build, weights_to_save
+from stylenorm.models import build, weights_to_save
 from stylenorm.repository import ModelCard, save_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,7 +45,8 @@ def make_repository(root: Path) -> Path:
     """A temporary repository: color-transfer (copied) and a fast model with random weights."""
     models = root / "models"
     models.mkdir(parents=True)
-    shutil.copytree(DEFAULT_MODELS_DIR / "color-transfer", models / "color-transfer")
+    shipped = Path(__file__).resolve().parents[1] / "models"
+    shutil.copytree(shipped / "color-transfer", models / "color-transfer")
     torch.manual_seed(0)
     card = ModelCard(name="fast-bench", architecture="fast", description="random weights, for benchmarks")
     save_model(models / card.name, card, weights_to_save(card, build(card)))

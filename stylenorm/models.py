@@ -19,9 +19,17 @@ from stylenorm.color import ColorTransfer
 from stylenorm.nets import AdaINNet, TransformerNet, VGGEncoder
 from stylenorm.nets.cgan import ClassConditionalGenerator
 from stylenorm.nets.spade import SPADEGenerator
-from stylenorm.repository import ModelCard, ModelError, check_name, load_weights, read_card, scan
-
-DEFAULT_MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
+from stylenorm.repository import (
+    ModelCard,
+    ModelError,
+    check_name,
+    load_weights,
+    read_card,
+    scan,
+)
+from stylenorm.repository import (
+    models_dir as resolve_models_dir,
+)
 
 
 def _fast(card: ModelCard) -> nn.Module:
@@ -133,17 +141,17 @@ class LoadedModel:
 
 
 def resolve(name_or_path: str | Path, models_dir: str | Path | None = None) -> Path:
-    """A model folder from a path, or a model name looked up in models_dir (default: models/)."""
+    """A model folder from a path, or a model name looked up in models_dir (default: the resolved one)."""
     path = Path(name_or_path)
     if path.is_dir():
         return path
     name = check_name(str(name_or_path))
-    found, broken = scan(models_dir or DEFAULT_MODELS_DIR)
+    where = resolve_models_dir(models_dir)
+    found, broken = scan(where)
     if name in found:
         return found[name]
     if name in broken:
         raise ModelError(f"model {name!r} is broken: {broken[name]}")
-    where = models_dir or DEFAULT_MODELS_DIR
     raise ModelError(f"no model named {name!r} in {where}; available: {', '.join(found) or 'none'}")
 
 
@@ -169,11 +177,6 @@ def load(
         raise ModelError(f"{folder}: weights do not fit the card's arguments: {exc}") from exc
     module.to(device=device, dtype=torch.float32).eval()
     return LoadedModel(card, module, folder)
-
-
-def default_models_dir() -> Path:
-    """The repository's own models/ folder (what the server serves by default)."""
-    return DEFAULT_MODELS_DIR
 
 
 __all__ = ["BUILDERS", "LoadedModel", "build", "encoder_from", "load", "resolve", "weights_to_save"]

@@ -25,6 +25,8 @@ from torch import Tensor
 
 from stylenorm.errors import MissingWeightsError, StylenormError
 
+MODELS_DIR_ENV = "STYLENORM_MODELS_DIR"
+MODELS_DIR_HELP = f"model repository (default: ${MODELS_DIR_ENV}, else ./models, else the checkout's models/)"
 CARD = "card.toml"
 WEIGHTS = "weights.safetensors"
 FORMAT_VERSION = 1
@@ -49,8 +51,48 @@ class ModelCard(BaseModel):
     )
     provenance: dict[str, Any] = Field(default_factory=dict, description="how the model was made")
     description: str = ""
+    license: str = Field(
+        "",
+        description="the weights' licence: an SPDX id, or the source's terms in words; empty: not recorded",
+    )
+    stylenorm_version: str = Field("", description="the stylenorm version that wrote this card")
     sha256: str = ""
     format_version: int = FORMAT_VERSION
+
+
+def _checkout_models_dir() -> Path | None:
+    """The source checkout's models/ when stylenorm runs from a checkout (an editable install), else None.
+
+    An installed wheel lives in site-packages, whose parent holds no stylenorm pyproject.toml: a stray
+    ``site-packages/models`` of another distribution is never taken for ours.
+    """
+    root = Path(__file__).resolve().parent.parent
+    pyproject = root / "pyproject.toml"
+    if (root / "models").is_dir() and pyproject.is_file():
+        try:
+            name = tomllib.loads(pyproject.read_text(encoding="utf-8")).get("project", {}).get("name")
+        except (OSError, tomllib.TOMLDecodeError):
+            return None
+        if name == "stylenorm":
+            return root / "models"
+    return None
+
+
+def models_dir(flag: str | os.PathLike[str] | None = None) -> Path:
+    """The model repository every command and the server use, by the first that applies.
+
+    ``--models-dir`` (flag) > ``$STYLENORM_MODELS_DIR`` > ``./models`` when it exists > the checkout's
+    ``models/`` in an editable install > ``./models`` (to be created: what ``stylenorm import`` writes).
+    """
+    if flag:
+        return Path(flag)
+    env = os.environ.get(MODELS_DIR_ENV)
+    if env:
+        return Path(env)
+    here = Path("models")
+    if here.is_dir():
+        return here
+    return _checkout_models_dir() or here
 
 
 def check_name(name: str) -> str:
@@ -99,6 +141,9 @@ def save_model(
     else:
         weights.unlink(missing_ok=True)
         card = card.model_copy(update={"sha256": ""})
+    from stylenorm import __version__
+
+    card = card.model_copy(update={"stylenorm_version": __version__})
     text = tomli_w.dumps(card.model_dump(mode="json"))
     atomic_write(folder / CARD, lambda p: p.write_text(text, encoding="utf-8"))
     return card

@@ -29,6 +29,7 @@ from stylenorm.errors import SpecError
 from stylenorm.imageio import load_image, to_pil
 from stylenorm.metrics import metric_encoder, relative_style_distance, ssim
 from stylenorm.models import LoadedModel, load
+from stylenorm.repository import MODELS_DIR_HELP
 from stylenorm.stylize import named_style, resize_to, stylize
 from stylenorm.synthesize import colorize_labels, labels_from_image, model_palette, synthesize
 
@@ -215,7 +216,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--style", nargs="*", help="style images, folders, or gallery names of the model")
     p.add_argument("--size", type=int, default=256, help="cell size in pixels (default 256)")
     p.add_argument("--alpha", type=float, default=1.0, help="content-style trade-off (adain, color)")
-    p.add_argument("--models-dir", default=None)
+    p.add_argument("--models-dir", default=None, help=MODELS_DIR_HELP)
     p.add_argument("--metrics-json", default=None, help="also write the numbers as JSON")
     p.add_argument("--out", required=True, help="the sheet (PNG/JPEG/WebP)")
     p.set_defaults(func=_run)

@@ -15,8 +15,8 @@ from stylenorm.imageio import (
     resize_mask,
     save_image,
 )
-from stylenorm.models import DEFAULT_MODELS_DIR, LoadedModel, load
-from stylenorm.repository import read_card, scan
+from stylenorm.models import LoadedModel, load
+from stylenorm.repository import MODELS_DIR_HELP, models_dir, read_card, scan
 from stylenorm.runtime import resolve_device
 from stylenorm.stylize import StyleCache, UnknownStyle, resize_to, stylize
 from stylenorm.tiling import MIN_TILE
@@ -69,13 +69,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: cuda when available")
     p.add_argument("--half", action="store_true", help="float16 autocast (cuda only)")
     p.add_argument("--quality", type=int, default=95, help="JPEG/WebP quality (default 95)")
-    p.add_argument("--models-dir", default=None, help=f"model repository (default {DEFAULT_MODELS_DIR})")
+    p.add_argument("--models-dir", default=None, help=MODELS_DIR_HELP)
     p.add_argument("--out", required=True,
                    help="output file (format from its extension), or a folder when --content is a folder")
     p.set_defaults(func=run_stylize)
 
     m = subparsers.add_parser("models", help="list the models of the repository (and the broken ones)")
-    m.add_argument("--models-dir", default=None, help=f"model repository (default {DEFAULT_MODELS_DIR})")
+    m.add_argument("--models-dir", default=None, help=MODELS_DIR_HELP)
     m.set_defaults(func=run_models)
 
 
@@ -127,7 +127,7 @@ def run_stylize(args: argparse.Namespace) -> int:
 
 def run_models(args: argparse.Namespace) -> int:
     """``stylenorm models``: every model (name, architecture, styles, description), then the broken ones."""
-    root = Path(args.models_dir) if args.models_dir else DEFAULT_MODELS_DIR
+    root = models_dir(args.models_dir)
     found, broken = scan(root)
     if not found and not broken:
         print(f"no models in {root}")

@@ -7,7 +7,8 @@ from pathlib import Path
 
 from stylenorm.errors import SpecError
 from stylenorm.imageio import input_files, load_image, output_format, save_image
-from stylenorm.models import DEFAULT_MODELS_DIR, load
+from stylenorm.models import load
+from stylenorm.repository import MODELS_DIR_HELP
 from stylenorm.runtime import resolve_device
 
 _LABEL_SUFFIXES = (".png", ".bmp", ".tif", ".tiff", ".gif", ".webp")
@@ -20,9 +21,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="synthesize images from semantic label maps with a spade model",
         description=(
             "Synthesize an image from a label map with a spade model. Label maps are index PNGs (pixel "
-            "value = class index) or PNGs colour-coded in the model's palette (see its card: classes, "
-            "palette, size); a map of the model's aspect ratio is resized to its size. --style steers "
-            "models trained with --use-vae."
+            "value = class index; for a model imported with a dataset layout, the dataset's own label "
+            "files, e.g. ADE20K's value v = class v-1 with 0 don't-care, per the card's label_file) or "
+            "PNGs colour-coded in the model's palette (see its card: classes, palette, size); a map of "
+            "the model's aspect ratio is resized to its size. --style steers models trained with "
+            "--use-vae."
         ),
     )
     p.add_argument("--model", required=True, help="model name (in --models-dir) or path to a model folder")
@@ -32,7 +35,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="output image (format from its extension), or a folder")
     p.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: cuda when available")
     p.add_argument("--quality", type=int, default=95, help="JPEG/WebP quality (default 95)")
-    p.add_argument("--models-dir", default=None, help=f"model repository (default {DEFAULT_MODELS_DIR})")
+    p.add_argument("--models-dir", default=None, help=MODELS_DIR_HELP)
     p.set_defaults(func=run_synthesize)
 
     g = subparsers.add_parser(
@@ -46,7 +49,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--seed", type=int, default=None, help="seed (default: random, printed)")
     g.add_argument("--out", required=True, help="output folder")
     g.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: cuda when available")
-    g.add_argument("--models-dir", default=None, help=f"model repository (default {DEFAULT_MODELS_DIR})")
+    g.add_argument("--models-dir", default=None, help=MODELS_DIR_HELP)
     g.set_defaults(func=run_generate)
 
 

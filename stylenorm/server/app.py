@@ -29,10 +29,12 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from stylenorm import __version__
 from stylenorm.imageio import (
     WEB_FORMATS,
     ImageError,
@@ -173,8 +175,18 @@ class BodyLimitMiddleware:
             await self._reject(scope, send)
 
 
+# /docs and /redoc: their scripts and styles are local (fastapi-offline), but both pages have inline
+# scripts and redoc starts a blob: worker; nothing may come from elsewhere (redoc's footer logo would)
+_DOCS_CSP = (
+    "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
+    "script-src 'self' 'unsafe-inline'; worker-src 'self' blob:; connect-src 'self'; object-src 'none'; "
+    "base-uri 'none'; frame-ancestors 'none'"
+)
+_DOCS_PAGES = frozenset({"/docs", "/redoc"})
+
+
 class SecurityHeadersMiddleware:
-    """Pure ASGI: nosniff and no-referrer on every response."""
+    """Pure ASGI: nosniff and no-referrer on every response; a content policy on the docs pages."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -188,6 +200,8 @@ class SecurityHeadersMiddleware:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
                 headers += [(b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"no-referrer")]
+                if scope.get("path") in _DOCS_PAGES:
+                    headers.append((b"content-security-policy", _DOCS_CSP.encode()))
                 message = {**message, "headers": headers}
             await send(message)
 
@@ -470,9 +484,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         metrics.close()
 
     docs = settings.docs_enabled
-    app = FastAPI(
+    # /docs and /redoc from the swagger-ui and redoc files that fastapi-offline ships (FastAPI's own
+    # pages load them from a CDN: blank without internet); without docs, the plain FastAPI
+    make_app: Any = FastAPIOffline if docs else FastAPI
+    app = make_app(
         title="stylenorm",
-        version="0.1.0",
+        version=__version__,
         summary="Style transfer and semantic image synthesis with the models of a stylenorm repository.",
         description=(
             'Every error has the body `{"error": {"status", "code", "message", "request_id"}}`. '
@@ -561,6 +578,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             **summary(served),
             contract=dict(card.contract),
             provenance=dict(card.provenance),
+            license=card.license,
             arguments=dict(card.arguments),
             thumbnails={
                 s: f"/v1/models/{card.name}/styles/{s}/thumbnail"
@@ -921,6 +939,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             models_loaded=len(registry.models),
             models_unavailable=len(registry.unavailable),
             queue_depth=engine.queue_depth,
+            version=__version__,
         )
 
     @app.get("/healthz", response_model=Health, summary="Liveness: 200 while the process is up", tags=["ops"])

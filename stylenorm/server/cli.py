@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from stylenorm import logs
+from stylenorm.repository import MODELS_DIR_HELP
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -34,7 +35,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         default=1,
         help="worker processes, each with its own copy of the models (default %(default)s)",
     )
-    p.add_argument("--models-dir", default=None, help="model repository (default: the repository's models/)")
+    p.add_argument("--models-dir", default=None, help=MODELS_DIR_HELP)
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None, help="default: auto")
     p.add_argument("--max-batch-size", type=int, default=None, help="largest batch (1: no batching)")
     p.add_argument("--max-batch-delay-ms", type=float, default=None, help="how long a batch waits to fill")
@@ -96,8 +97,29 @@ def settings_from_args(args: argparse.Namespace) -> Any:
         raise SpecError(f"invalid server settings: {problems}") from None
 
 
+# the import names of the `server` extra's distributions (pyproject.toml)
+_SERVER_EXTRA = (
+    "fastapi", "fastapi_offline", "uvicorn", "multipart", "pydantic_settings", "prometheus_client"
+)
+
+
+def require_server_extra() -> None:
+    """A clear error, not an ImportError traceback, when stylenorm was installed without the server."""
+    import importlib.util
+
+    from stylenorm.errors import SpecError
+
+    missing = [name for name in _SERVER_EXTRA if importlib.util.find_spec(name) is None]
+    if missing:
+        raise SpecError(
+            f"the server needs the 'server' extra ({', '.join(missing)} not installed): "
+            'pip install "stylenorm[server]"'
+        )
+
+
 def run(args: argparse.Namespace) -> int:
     """``stylenorm serve``: run uvicorn until SIGINT/SIGTERM; returns the exit status."""
+    require_server_extra()
     import uvicorn
 
     from stylenorm.errors import SpecError

@@ -73,6 +73,7 @@ class ModelDetail(ModelSummary):
 
     contract: dict[str, Any]
     provenance: dict[str, Any]
+    license: str = Field("", description="the weights' licence as the card records it ('': not recorded)")
     arguments: dict[str, Any]
     thumbnails: dict[str, str] = Field(description="style name -> thumbnail URL")
     options: StylizeOptions | None = Field(description="stylize options (stylize models only)")
@@ -112,3 +113,4 @@ class Health(BaseModel):
     models_loaded: int
     models_unavailable: int
     queue_depth: int
+    version: str = Field(description="the stylenorm version serving")

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from stylenorm.models import DEFAULT_MODELS_DIR
+from stylenorm.repository import models_dir as resolve_models_dir
 
 ENV_PREFIX = "STYLENORM_"
 
@@ -37,7 +37,10 @@ class Settings(BaseSettings):
         env_prefix=ENV_PREFIX, env_file=".env", env_file_encoding="utf-8", extra="ignore"
     )
 
-    models_dir: Path = Field(DEFAULT_MODELS_DIR, description="the model repository to serve")
+    models_dir: Path = Field(
+        default_factory=resolve_models_dir,
+        description="the model repository to serve (default: ./models, else the checkout's models/)",
+    )
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: cuda when available")
     max_upload_bytes: int = Field(20_000_000, ge=1024, description="largest request body, all files together")
     max_pixels: int = Field(16_000_000, ge=256, description="largest decoded input image (width × height)")

@@ -17,6 +17,7 @@ crash while saving leaves the previous checkpoint intact.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 from dataclasses import dataclass, field
@@ -35,6 +36,8 @@ META_KEY = "stylenorm.checkpoint"
 MODEL_PREFIX = "model."
 OPTIM_PREFIX = "optim.state."
 _NAME = re.compile(r"^step-(\d+)\.safetensors$")
+
+log = logging.getLogger(__name__)
 
 
 class CheckpointError(StylenormError):
@@ -104,6 +107,7 @@ def save_checkpoint(path: str | Path, checkpoint: Checkpoint) -> Path:
             os.fsync(f.fileno())
 
     atomic_write(path, write)
+    log.info("checkpoint %s", path)
     return path
 
 

@@ -40,6 +40,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
 from torchvision.utils import save_image
 from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from stylenorm.data import DataError, ImageFolder, ResumableSampler
 from stylenorm.errors import StylenormError
@@ -303,6 +304,7 @@ class _LossLog:
             self.path.unlink()
         self._file = self.path.open("a", newline="")
         self._csv = csv.writer(self._file)
+        log.info("run folder %s: losses.csv, samples/, checkpoints/", folder)
         self.tensorboard = None
         try:
             from torch.utils.tensorboard import SummaryWriter
@@ -317,6 +319,8 @@ class _LossLog:
             self._csv.writerow(self.columns)
         self._csv.writerow([_fmt(row.get(c, float("nan"))) for c in self.columns])
         self._file.flush()
+        shown = " ".join(f"{k}={v:.4g}" for k, v in row.items() if k != "step")
+        log.info("step %d: %s", int(row["step"]), shown)
         if self.tensorboard is not None:
             step = int(row["step"])
             for key, value in row.items():
@@ -328,6 +332,32 @@ class _LossLog:
         self._file.close()
         if self.tensorboard is not None:
             self.tensorboard.close()
+
+
+class _Progress(tqdm):
+    """The run's progress bar; while it is open, log lines are written through it (never glued to the bar)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._redirect: Any = logging_redirect_tqdm()
+        self._redirect.__enter__()
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            if self._redirect is not None:
+                self._redirect.__exit__(None, None, None)
+                self._redirect = None
+
+
+def progress_bar(cfg: TrainConfig, initial: int, main: bool) -> tqdm:
+    """A progress bar over cfg.steps from initial (shown on the main process only)."""
+    return _Progress(
+        # no bar off a terminal (None): the step log lines are the progress in a log collector
+        total=cfg.steps, initial=initial, disable=None if main else True, desc=f"train {cfg.recipe}",
+        dynamic_ncols=True, mininterval=1.0,
+    )
 
 
 def _fmt(value: float) -> str:
@@ -521,10 +551,7 @@ class _Trainer:
             self.runs.mkdir(parents=True, exist_ok=True)
         loss_log = _LossLog(self.runs, self.step if self.checkpoint else None) if ranks.main else None
         history: list[dict[str, float]] = []
-        bar = tqdm(
-            total=cfg.steps, initial=self.step, disable=not ranks.main, desc=f"train {cfg.recipe}",
-            dynamic_ncols=True, mininterval=1.0,
-        )
+        bar = progress_bar(cfg, self.step, ranks.main)
         recipe.trainable.train()
         self._t0 = t_last = time.perf_counter()
         step_last = self.step

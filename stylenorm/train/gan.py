@@ -43,7 +43,6 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.nn.utils import parametrize
 from torch.utils.data import Dataset
 from torchvision.utils import save_image
-from tqdm import tqdm
 
 from stylenorm.data import DataError, ImageFolder
 from stylenorm.data.scenes import PALETTE, SCENE_CLASSES, SyntheticScenes
@@ -81,6 +80,7 @@ from stylenorm.train.engine import (
     _toml_safe,
     _warn_changed_settings,
     gather,
+    progress_bar,
     restore_rng,
     rng_tensors,
     seed_everything,
@@ -824,10 +824,7 @@ class _GANTrainer:
             cfg.runs.mkdir(parents=True, exist_ok=True)
         loss_log = _LossLog(cfg.runs, self.step if self.resumed_from else None) if ranks.main else None
         history: list[dict[str, float]] = []
-        bar = tqdm(
-            total=cfg.steps, initial=self.step, disable=not ranks.main, desc=f"train {cfg.recipe}",
-            dynamic_ncols=True, mininterval=1.0,
-        )
+        bar = progress_bar(cfg, self.step, ranks.main)
         self._t0 = t_last = time.perf_counter()
         seen_last = self.images_seen
         try:

@@ -261,6 +261,8 @@ def browser() -> Iterator[Any]:
         "--no-first-run",
         f"--user-data-dir={profile}",
         "--window-size=1280,900",
+        # offline as on a machine without internet: every host but the loopback fails to resolve
+        "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
     ):
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
