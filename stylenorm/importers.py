@@ -12,7 +12,10 @@
 * NVlabs/SPADE: ``latest_net_G.pth``, the generator (legacy spectral-norm
   ``weight_orig``/``weight_u``/``weight_v``, sync-BN buffers under
   ``param_free_norm.``) renamed to :class:`~stylenorm.nets.spade.SPADEGenerator`'s
-  keys; in eval mode the outputs equal the official generator's.
+  keys; in eval mode the outputs equal the official generator's. A dataset
+  layout (``ade20k``, ``cityscapes``, ``coco-stuff``: :mod:`stylenorm.data.layouts`)
+  sets the label channels, the generator's size, class names, palette and the
+  card's ``label_file``, so the dataset's own label PNGs synthesize correctly.
 
 Files are read with ``torch.load(weights_only=True)``: tensors only, never
 pickled code. The result is a ``models/<name>/`` folder (card + safetensors)
@@ -31,6 +34,14 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from stylenorm.data.layouts import (
+    LAYOUT_PRESETS,
+    DatasetLayout,
+    default_palette,
+    get_layout,
+    label_file,
+    layouts_with_channels,
+)
 from stylenorm.errors import MissingWeightsError
 from stylenorm.models import weights_to_save
 from stylenorm.nets import AdaINNet, TransformerNet, VGGEncoder
@@ -216,11 +227,14 @@ def import_pytorch_adain(
 
 
 _PARAM_FREE = ".param_free_norm."
-# the datasets' layouts, for the hint when label_nc and the flags do not give the checkpoint's channels
-_SPADE_LAYOUT_HINT = (
-    "ADE20K: --label-nc 150 --contain-dontcare --no-instance (151 channels); COCO-Stuff: --label-nc 182 "
-    "--contain-dontcare (184); Cityscapes: --label-nc 35 (36)"
-)
+
+
+def _layout_hint(layouts: list[DatasetLayout] | None = None) -> str:
+    """The presets (all, or those given) as flags, for errors about the checkpoint's label channels."""
+    chosen = list(LAYOUT_PRESETS.values()) if layouts is None else layouts
+    return "; ".join(
+        f"--layout {p.name} ({p.title}: {p.flags()}, {p.semantic_nc} channels)" for p in chosen
+    )
 
 
 def spade_key_from_official(key: str) -> str:
@@ -252,9 +266,16 @@ def read_class_names(path: str | Path, n: int) -> list[str]:
 
 
 def _spade_shape_checks(
-    state: Mapping[str, Tensor], pth: Path, semantic_nc: int, parts: str, ngf: int, upsampling: str
-) -> None:
-    """Clear errors for the settings a checkpoint contradicts (before the key-by-key comparison)."""
+    state: Mapping[str, Tensor],
+    pth: Path,
+    semantic_nc: int,
+    parts: str,
+    ngf: int | None,
+    upsampling: str,
+    layout: DatasetLayout | None = None,
+) -> int:
+    """Clear errors for the settings a checkpoint contradicts (before the key-by-key comparison); returns
+    ngf (the checkpoint's when ngf is None)."""
     fc = state.get("fc.weight")
     if fc is None:
         raise ModelError(f"{pth} is not a SPADE generator state dict: it has no fc.weight (keys: "
@@ -264,11 +285,25 @@ def _spade_shape_checks(
             f"{pth} is a --use_vae generator (fc is a Linear layer on z): importing it needs its encoder "
             "net_E as well, which is not supported; import a generator trained without the VAE"
         )
-    if fc.shape[1] != semantic_nc:
-        raise ModelError(
-            f"{pth} takes {fc.shape[1]} label channels, but {parts} = {semantic_nc}; set --label-nc, "
-            f"--contain-dontcare and --no-instance to match ({_SPADE_LAYOUT_HINT})"
+    channels = int(fc.shape[1])
+    if channels != semantic_nc and layout is not None:
+        fits = layouts_with_channels(channels)
+        advice = (
+            f"it fits {_layout_hint(fits)}" if fits else
+            f"no dataset layout has {channels} channels: import it without --layout, with --label-nc, "
+            "--contain-dontcare and --no-instance to match"
         )
+        raise ModelError(
+            f"{pth} takes {channels} label channels, but layout {layout.name} ({layout.title}) gives "
+            f"{parts} = {semantic_nc}: this checkpoint was not trained on {layout.title}'s layout; {advice}"
+        )
+    if channels != semantic_nc:
+        raise ModelError(
+            f"{pth} takes {channels} label channels, but {parts} = {semantic_nc}; set --label-nc, "
+            f"--contain-dontcare and --no-instance to match, or use a dataset layout ({_layout_hint()})"
+        )
+    if ngf is None:
+        ngf = int(fc.shape[0]) // 16
     if fc.shape[0] != 16 * ngf:
         raise ModelError(f"{pth} has ngf {fc.shape[0] // 16} (fc has {fc.shape[0]} outputs); use --ngf "
                          f"{fc.shape[0] // 16}")
@@ -277,45 +312,85 @@ def _spade_shape_checks(
         wanted = "most" if has_up4 else "normal (or more)"
         raise ModelError(f"{pth} was trained with num_upsampling_layers {wanted}; use "
                          f"--num-upsampling-layers {wanted.split()[0]}")
+    return ngf
 
 
 def import_spade(
     pth: Path,
     models_dir: Path,
     name: str,
-    label_nc: int,
+    label_nc: int | None = None,
     *,
-    ngf: int = 64,
-    num_upsampling_layers: str = "normal",
-    crop_size: int = 256,
-    aspect_ratio: float = 1.0,
-    use_instance: bool = True,
-    contain_dontcare: bool = False,
+    layout: str | None = None,
+    ngf: int | None = None,
+    num_upsampling_layers: str | None = None,
+    crop_size: int | None = None,
+    aspect_ratio: float | None = None,
+    use_instance: bool | None = None,
+    contain_dontcare: bool | None = None,
     norm: str = "spade:sync_batch:3x3",
     classes: list[str] | None = None,
     overwrite: bool = False,
 ) -> Path:
     """NVlabs/SPADE ``latest_net_G.pth`` -> models_dir/name (architecture ``spade``); returns the folder.
 
-    The label channels are label_nc one-hot classes (+1 don't-care if
-    ``contain_dontcare``) (+1 instance edges, last, if ``use_instance``), as the
-    official ``semantic_nc`` (the official default keeps instances on; ADE20K
-    has none). Hidden width and spectral norm are read from the checkpoint;
-    ``norm`` must have the checkpoint's statistics (``spade:sync_batch:3x3`` for
-    the official ``spectralspadesyncbatch3x3``, ``spade:instance:3x3`` for
-    ``spadeinstance3x3``). The card names the classes ``class_0`` … unless
-    ``classes`` are given and gives them a deterministic distinct palette.
-    """
-    from stylenorm.synthesize import default_palette
+    ``layout`` (``ade20k``, ``cityscapes``, ``coco-stuff``) presets what the
+    official release of that dataset was trained with: label_nc, the
+    don't-care and instance channels, crop size, aspect ratio and upsampling
+    layers, the class names and palette, and the label-file convention the
+    card records (``layout``, ``label_file``), so that the dataset's label
+    PNGs read correctly at synthesis (ADE20K: file value v is class v − 1,
+    0 is don't-care). Arguments given explicitly override the preset.
 
+    Without a layout, label_nc is required and the label channels are label_nc
+    one-hot classes (+1 don't-care if ``contain_dontcare``) (+1 instance
+    edges, last, if ``use_instance``, the official default), and a label
+    PNG's pixel value is the class. ngf (None: the checkpoint's), hidden width
+    and spectral norm are read from the checkpoint; ``norm`` must have the
+    checkpoint's statistics (``spade:sync_batch:3x3`` for the official
+    ``spectralspadesyncbatch3x3``, ``spade:instance:3x3`` for
+    ``spadeinstance3x3``). The card names the classes ``class_0`` … unless
+    ``classes`` are given (or the layout's) and gives them a deterministic
+    distinct palette (or the layout's).
+    """
     pth = Path(pth)
     folder = _target(models_dir, name, overwrite)
+    preset = get_layout(layout) if layout is not None else None
+    if preset is None and label_nc is None:
+        raise ModelError(
+            "give label_nc (the number of classes, --label-nc) or a dataset layout (--layout "
+            "ade20k|cityscapes|coco-stuff)"
+        )
+    if preset is not None:
+        label_nc = preset.label_nc if label_nc is None else label_nc
+        use_instance = preset.use_instance if use_instance is None else use_instance
+        contain_dontcare = preset.contain_dontcare if contain_dontcare is None else contain_dontcare
+        num_upsampling_layers = num_upsampling_layers or preset.num_upsampling_layers
+        crop_size = preset.crop_size if crop_size is None else crop_size
+        aspect_ratio = preset.aspect_ratio if aspect_ratio is None else aspect_ratio
+    assert label_nc is not None
+    use_instance = True if use_instance is None else use_instance
+    contain_dontcare = False if contain_dontcare is None else contain_dontcare
+    num_upsampling_layers = num_upsampling_layers or "normal"
+    crop_size = 256 if crop_size is None else crop_size
+    aspect_ratio = 1.0 if aspect_ratio is None else aspect_ratio
     if label_nc < 1:
         raise ModelError(f"label_nc must be positive; got {label_nc}")
     if num_upsampling_layers not in UPSAMPLINGS:
         raise ModelError(f"num_upsampling_layers must be one of {', '.join(UPSAMPLINGS)}; got "
                          f"{num_upsampling_layers!r}")
-    names = list(classes) if classes is not None else [f"class_{i}" for i in range(label_nc)]
+    same_classes = preset is not None and label_nc == preset.label_nc
+    if classes is not None:
+        names = list(classes)
+    elif preset is not None and same_classes:
+        names = list(preset.classes)
+    elif preset is not None:
+        raise ModelError(
+            f"label_nc {label_nc} is not layout {preset.name}'s {preset.label_nc} classes, whose names it "
+            f"would set; give {label_nc} class names (--classes) or drop --label-nc"
+        )
+    else:
+        names = [f"class_{i}" for i in range(label_nc)]
     if len(names) != label_nc or len(set(names)) != label_nc:
         raise ModelError(f"give {label_nc} distinct class names (label_nc); got {len(names)}")
     official = read_checkpoint(pth, "SPADE generator weights (latest_net_G.pth)")
@@ -323,7 +398,7 @@ def import_spade(
     parts = f"label_nc {label_nc}" + (" + 1 don't-care" if contain_dontcare else "") + (
         " + 1 instance-edge channel" if use_instance else ""
     )
-    _spade_shape_checks(official, pth, semantic_nc, parts, ngf, num_upsampling_layers)
+    ngf = _spade_shape_checks(official, pth, semantic_nc, parts, ngf, num_upsampling_layers, preset)
     hidden_key = "head_0.norm_0.mlp_shared.0.weight"
     hidden = int(official[hidden_key].shape[0]) if hidden_key in official else 128
     spectral = "head_0.conv_0.weight_orig" in official
@@ -345,24 +420,36 @@ def import_spade(
         raise ModelError(f"{pth} does not fit --norm {norm}: {hint}")
     load_strict(net, state, pth, f"NVlabs/SPADE generator ({norm}, {parts}, ngf {ngf})")
     h, w = net.out_size
+    dontcare = f" ({label_nc} = don't-care)" if contain_dontcare else ""
+    palette = [list(c) for c in preset.palette] if preset and same_classes else default_palette(label_nc)
+    contract: dict[str, Any] = {
+        "classes": names,
+        "palette": palette,
+        "size": [h, w],
+        "input": f"label map (1, H, W) of class indices 0..{label_nc - 1}{dontcare}, or an index / "
+        "palette-coloured PNG",
+        "output": "RGB float in [0, 1], (N, 3, H, W)",
+    }
+    note = ("imported from NVlabs/SPADE; class k is channel k of the official one-hot (ADE20K: "
+            "file label k+1, file label 0 is don't-care; COCO-Stuff and Cityscapes: file label k)")
+    if preset is not None:
+        convention = label_file(label_nc, contain_dontcare, preset.label_shift)  # the preset's, or overridden
+        contract["layout"] = preset.name
+        contract["label_file"] = convention.card()
+        contract["input"] = (
+            f"label map (1, H, W) of class indices 0..{label_nc - 1}{dontcare}, a {preset.title} label "
+            f"PNG ({convention.describe(label_nc)}) or a palette-coloured PNG"
+        )
+        note = (f"imported from NVlabs/SPADE with the {preset.title} layout; class names: {preset.source}; "
+                f"label files: {convention.describe(label_nc)}")
     card = ModelCard(
         name=name,
         architecture="spade",
         arguments=arguments,
-        contract={
-            "classes": names,
-            "palette": default_palette(label_nc),
-            "size": [h, w],
-            "input": "label map (1, H, W) of class indices 0..label_nc-1, or an index / palette-coloured PNG",
-            "output": "RGB float in [0, 1], (N, 3, H, W)",
-        },
-        provenance={
-            "source": pth.name,
-            "source_sha256": file_sha256(pth),
-            "note": "imported from NVlabs/SPADE; class k is channel k of the official one-hot (ADE20K: "
-            "file label k+1, file label 0 is don't-care; COCO-Stuff and Cityscapes: file label k)",
-        },
-        description=f"SPADE generator ({norm}, {label_nc} classes, {w}×{h}) imported from {pth.name}",
+        contract=contract,
+        provenance={"source": pth.name, "source_sha256": file_sha256(pth), "note": note},
+        description=f"SPADE generator ({norm}, {label_nc} classes, {w}×{h}) imported from {pth.name}"
+        + (f", {preset.title} layout" if preset is not None else ""),
     )
     save_model(folder, card, weights_to_save(card, net))
     return folder

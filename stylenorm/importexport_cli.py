@@ -8,17 +8,17 @@ from pathlib import Path
 import torch
 
 from stylenorm.errors import SpecError
+from stylenorm.repository import MODELS_DIR_HELP as _MODELS_DIR_HELP
 
-_MODELS_DIR_HELP = "model repository (default: the repository's models/)"
 # the export check runs at a batch and size unlike the export sample (2 × 64 × 64), so frozen shapes show
 CHECK_SHAPE = (3, 3, 44, 50)
 CHECK_TOLERANCE = 1e-3
 
 
 def _models_dir(args: argparse.Namespace) -> Path:
-    from stylenorm.models import DEFAULT_MODELS_DIR
+    from stylenorm.repository import models_dir
 
-    return Path(args.models_dir) if args.models_dir else DEFAULT_MODELS_DIR
+    return models_dir(args.models_dir)
 
 
 def _import_fast(args: argparse.Namespace) -> int:
@@ -41,17 +41,33 @@ def _import_adain(args: argparse.Namespace) -> int:
     return 0
 
 
+def _layout_name(value: str) -> str:
+    """A layout's canonical name (coco_stuff, coco -> coco-stuff); unknown names are left to choices."""
+    from stylenorm.data.layouts import get_layout
+
+    try:
+        return get_layout(value).name
+    except SpecError:
+        return value
+
+
 def _import_spade(args: argparse.Namespace) -> int:
+    from stylenorm.data.layouts import get_layout
     from stylenorm.importers import import_spade, read_class_names
 
-    classes = read_class_names(args.classes, args.label_nc) if args.classes else None
+    layout = get_layout(args.layout) if args.layout else None
+    label_nc = args.label_nc if args.label_nc is not None else (layout.label_nc if layout else None)
+    if label_nc is None:
+        raise SpecError("give --label-nc (the number of classes) or --layout ade20k|cityscapes|coco-stuff")
+    classes = read_class_names(args.classes, label_nc) if args.classes else None
     folder = import_spade(
-        Path(args.weights), _models_dir(args), args.name, args.label_nc,
+        Path(args.weights), _models_dir(args), args.name, args.label_nc, layout=args.layout,
         ngf=args.ngf, num_upsampling_layers=args.num_upsampling_layers, crop_size=args.crop_size,
-        aspect_ratio=args.aspect_ratio, use_instance=not args.no_instance,
+        aspect_ratio=args.aspect_ratio, use_instance=args.use_instance,
         contain_dontcare=args.contain_dontcare, norm=args.norm, classes=classes, overwrite=args.overwrite,
     )
-    print(f"imported {args.weights} as model {args.name!r}: {folder}")
+    print(f"imported {args.weights} as model {args.name!r}" + (f" ({layout.title} layout)" if layout else "")
+          + f": {folder}")
     return 0
 
 
@@ -98,25 +114,36 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
     spade = kinds.add_parser(
         "spade", help="an NVlabs/SPADE generator, latest_net_G.pth (ADE20K, COCO-Stuff, Cityscapes …)",
-        description="Import an official SPADE generator. Label channels = --label-nc (+1 with "
-        "--contain-dontcare) (+1 instance edges unless --no-instance); ADE20K: --label-nc 150 "
-        "--contain-dontcare --no-instance; COCO-Stuff: --label-nc 182 --contain-dontcare; Cityscapes: "
-        "--label-nc 35 --num-upsampling-layers more --crop-size 512 --aspect-ratio 2.",
+        description="Import an official SPADE generator. --layout ade20k|cityscapes|coco-stuff sets what "
+        "that dataset's official release needs (label channels, output size, class names, palette) and "
+        "makes the dataset's own label PNGs read correctly at synthesis (ADE20K: value v is class v-1, "
+        "0 is don't-care); flags given explicitly override it. Without --layout: label channels = "
+        "--label-nc (+1 with --contain-dontcare) (+1 instance edges unless --no-instance) and a label "
+        "PNG's pixel value is the class.",
     )
     spade.add_argument("--weights", required=True, help="latest_net_G.pth (a generator state dict)")
     spade.add_argument("--name", required=True, help="model name (lowercase letters, digits, . _ -)")
-    spade.add_argument("--label-nc", type=int, required=True, help="number of classes")
-    spade.add_argument("--ngf", type=int, default=64, help="generator width (default 64)")
-    spade.add_argument("--num-upsampling-layers", choices=("normal", "more", "most"), default="normal")
-    spade.add_argument("--crop-size", type=int, default=256, help="output width (default 256)")
-    spade.add_argument("--aspect-ratio", type=float, default=1.0, help="width / height (default 1)")
-    spade.add_argument("--no-instance", action="store_true", help="no instance-edge channel (ADE20K)")
-    spade.add_argument("--contain-dontcare", action="store_true", help="an extra don't-care channel")
+    spade.add_argument("--layout", "--dataset", dest="layout", default=None, type=_layout_name,
+                       choices=("ade20k", "cityscapes", "coco-stuff"),
+                       help="the dataset the checkpoint was trained on: ade20k, cityscapes or coco-stuff")
+    spade.add_argument("--label-nc", type=int, default=None,
+                       help="number of classes (required without --layout)")
+    spade.add_argument("--ngf", type=int, default=None, help="generator width (default: the checkpoint's)")
+    spade.add_argument("--num-upsampling-layers", choices=("normal", "more", "most"), default=None,
+                       help="default: the layout's, else normal")
+    spade.add_argument("--crop-size", type=int, default=None,
+                       help="output width (default: the layout's, else 256)")
+    spade.add_argument("--aspect-ratio", type=float, default=None,
+                       help="width / height (default: the layout's, else 1)")
+    spade.add_argument("--instance", dest="use_instance", action=argparse.BooleanOptionalAction,
+                       default=None, help="an instance-edge channel (default: the layout's, else on)")
+    spade.add_argument("--contain-dontcare", action=argparse.BooleanOptionalAction, default=None,
+                       help="an extra don't-care channel (default: the layout's, else off)")
     spade.add_argument("--norm", default="spade:sync_batch:3x3",
                        help="the checkpoint's SPADE norm (default spade:sync_batch:3x3, the official; "
                        "spade:instance:3x3 for spadeinstance3x3)")
     spade.add_argument("--classes", default=None, metavar="FILE",
-                       help="JSON list of the class names (default class_0 …)")
+                       help="JSON list of the class names (default: the layout's, else class_0 …)")
     spade.set_defaults(func=_import_spade)
 
     for p in (fast, adain, spade):

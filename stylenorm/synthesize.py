@@ -6,13 +6,19 @@
   seed (the random z of such models).
 * :func:`labels_from_image`: a label-map file or upload -> the class indices
   :func:`synthesize` takes: an index PNG (modes L, P, I, I;16; pixel value =
-  class) or a colour-coded RGB PNG in the model's palette. A map of another
+  class, or the dataset's file convention when the card has a ``label_file``)
+  or a colour-coded RGB PNG in the model's palette. A map of another
   size is resized (nearest) when its aspect ratio is the model's; anything
   else is a :class:`~stylenorm.errors.ShapeError` saying what would fit.
 * :func:`generate` (architecture ``cgan``): n images of a named class.
 
 The card's ``contract`` carries what a caller needs: ``classes`` (names in
-index order), ``palette`` (one RGB colour per class) and ``size`` ([H, W]).
+index order), ``palette`` (one RGB colour per class) and ``size`` ([H, W]);
+models of a dataset layout (``stylenorm import spade --layout ade20k``) add
+``layout`` and ``label_file`` = {shift, dontcare}: a pixel value v of an index
+PNG is class v + shift and the ``dontcare`` values are the don't-care index
+label_nc (ADE20K: shift −1, 0 = "other" is don't-care). Class ids equal to
+label_nc are don't-care for generators with that channel (contain_dontcare).
 The networks work in [−1, 1] (tanh); this module maps to and from [0, 1].
 The CLI (``stylenorm synthesize``, ``stylenorm generate``) and the HTTP
 server call these functions.
@@ -30,6 +36,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
+from stylenorm.data.layouts import LabelFile, default_palette
 from stylenorm.errors import ShapeError, SpecError, StylenormError
 from stylenorm.imageio import DEFAULT_MAX_PIXELS, Source, open_image
 from stylenorm.models import LoadedModel
@@ -43,6 +50,7 @@ __all__ = [
     "label_edges",
     "labels_from_image",
     "model_classes",
+    "model_label_file",
     "model_palette",
     "native_size",
     "synthesize",
@@ -62,27 +70,6 @@ class UnknownClass(StylenormError, KeyError):
 
 
 # ------------------------------------------------------------------------------------------ palettes
-
-
-def default_palette(n: int) -> list[list[int]]:
-    """n distinct RGB colours, deterministic: the bits of the index spread over R, G, B (PASCAL VOC's scheme).
-
-    Class 0 is black; the scheme is a bijection on 24 bits, so every index
-    below 2^24 gets its own colour.
-    """
-    if n < 0:
-        raise SpecError(f"a palette needs n ≥ 0 colours; got {n}")
-    colours = []
-    for index in range(n):
-        r = g = b = 0
-        c = index
-        for shift in range(7, -1, -1):
-            r |= (c & 1) << shift
-            g |= ((c >> 1) & 1) << shift
-            b |= ((c >> 2) & 1) << shift
-            c >>= 3
-        colours.append([r, g, b])
-    return colours
 
 
 def colorize_labels(labels: Tensor, palette: Sequence[Sequence[int]]) -> Tensor:
@@ -122,6 +109,19 @@ def model_palette(model: LoadedModel) -> list[list[int]]:
     return [[int(v) for v in colour] for colour in palette]
 
 
+def model_label_file(model: LoadedModel) -> LabelFile | None:
+    """How the model's dataset encodes classes in label files (the card's ``label_file``), or None:
+    pixel value = class index."""
+    data = model.card.contract.get("label_file")
+    if data is None:
+        return None
+    return LabelFile.from_card(data, f"model {model.card.name!r}")
+
+
+def _has_dontcare(model: LoadedModel) -> bool:
+    return bool(getattr(model.module, "contain_dontcare", False))
+
+
 def native_size(model: LoadedModel) -> tuple[int, int]:
     """(H, W) the model synthesizes (spade) or generates (cgan)."""
     module = model.module
@@ -154,16 +154,38 @@ def _class_listing(classes: Sequence[str]) -> str:
     return shown + (f", … {len(classes) - 1} {classes[-1]}" if len(classes) > _LISTED else "")
 
 
-def _check_range(labels: Tensor, classes: Sequence[str], source: str) -> None:
-    """ShapeError naming the out-of-range values and the valid classes."""
+def _check_range(labels: Tensor, classes: Sequence[str], source: str, dontcare: bool = False) -> None:
+    """ShapeError naming the out-of-range values and the valid classes (and don't-care = n if allowed)."""
     n = len(classes)
-    bad = (labels < 0) | (labels >= n)
+    bad = (labels < 0) | (labels > n if dontcare else labels >= n)
     if labels.numel() and bool(bad.any()):
         values, counts = np.unique(labels[bad].cpu().numpy(), return_counts=True)
         raise ShapeError(
             f"{source}: label value(s) {_describe_values(values, counts)} are not classes of this model; "
             f"valid are 0..{n - 1} ({_class_listing(classes)})"
+            + (f", and {n} (don't-care)" if dontcare else "")
         )
+
+
+def _decode_file(
+    ids: np.ndarray, convention: LabelFile, classes: Sequence[str], source: str, model: LoadedModel
+) -> np.ndarray:
+    """Pixel values of a dataset label file -> class ids (don't-care = n); ShapeError naming bad values."""
+    n = len(classes)
+    labels, bad = convention.decode(ids, n)
+    if bool(bad.any()):
+        values, counts = np.unique(ids[bad], return_counts=True)
+        layout = model.card.contract.get("layout")
+        raise ShapeError(
+            f"{source}: pixel value(s) {_describe_values(values, counts)} are not labels of model "
+            f"{model.card.name!r}" + (f" ({layout} label file" if layout else " (its label files")
+            + f": {convention.describe(n)}; classes {_class_listing(classes)})"
+        )
+    if bool((labels == n).any()) and not _has_dontcare(model):
+        raise ShapeError(
+            f"{source}: don't-care pixels, but model {model.card.name!r} has no don't-care channel"
+        )
+    return labels
 
 
 def _nearest(labels: Tensor, size: tuple[int, int]) -> Tensor:
@@ -230,25 +252,40 @@ def labels_from_image(
     Index images (modes L, I, I;16, 1; pixel value = class) and colour-coded
     RGB(A) images in the model's palette are accepted. A palette ('P') image
     is read through its colours when all of them are in the model's palette,
-    otherwise its indices are the classes. JPEG (lossy: colours and ids
-    change at edges), transparent pixels, unknown colours, out-of-range
-    indices and another aspect ratio are ShapeErrors that say what would fit.
+    otherwise its indices are the classes. When the card has a ``label_file``
+    (a dataset layout), index pixel values follow it: ADE20K's value v is
+    class v − 1 and 0 is don't-care (returned as label_nc). JPEG (lossy:
+    colours and ids change at edges), transparent pixels, unknown colours,
+    out-of-range indices and another aspect ratio are ShapeErrors that say
+    what would fit.
     """
     _check_arch(model, "spade", "labels_from_image")
     classes, palette = model_classes(model), model_palette(model)
+    convention = model_label_file(model)
     name = f"label map {source}" if isinstance(source, str | os.PathLike) else "the label map"
     img = open_image(source, max_pixels)
     try:
-        ids = _image_ids(img, classes, palette, name)
+        ids, file_values = _image_ids(img, classes, palette, name, convention)
     finally:
         img.close()
-    labels = torch.from_numpy(ids).unsqueeze(0)
-    _check_range(labels, classes, name)
+    if file_values and convention is not None:
+        ids = _decode_file(ids, convention, classes, name, model)
+        labels = torch.from_numpy(ids).unsqueeze(0)
+    else:
+        labels = torch.from_numpy(ids).unsqueeze(0)
+        _check_range(labels, classes, name)
     return _fit_size(labels, native_size(model), name, model.card.name)
 
 
-def _image_ids(img: Image.Image, classes: Sequence[str], palette: Sequence, name: str) -> np.ndarray:
-    """Class ids (H, W) int64 of a decoded label image (range not yet checked)."""
+def _image_ids(
+    img: Image.Image,
+    classes: Sequence[str],
+    palette: Sequence,
+    name: str,
+    convention: LabelFile | None = None,
+) -> tuple[np.ndarray, bool]:
+    """(ids (H, W) int64, whether they are file values rather than palette classes) of a decoded label
+    image (range not yet checked)."""
     if img.format == "JPEG":
         raise ShapeError(
             f"{name} is a JPEG: lossy compression changes colours and ids at region edges. "
@@ -256,13 +293,13 @@ def _image_ids(img: Image.Image, classes: Sequence[str], palette: Sequence, name
         )
     mode = img.mode
     if mode in _INDEX_MODES:
-        return np.asarray(img).astype(np.int64)
+        return np.asarray(img).astype(np.int64), True
     if mode == "P":
         indices = np.asarray(img).astype(np.int64)
         raw = img.getpalette() or []
         table = np.array(raw + [0] * (768 - len(raw)), dtype=np.int64)[:768].reshape(256, 3)
         ids, found = _palette_ids(table[np.clip(indices, 0, 255)], palette)
-        return ids if bool(found.all()) else indices
+        return (ids, False) if bool(found.all()) else (indices, True)
     if mode in ("RGB", "RGBA", "LA"):
         arr = np.asarray(img)
         if mode != "RGB" and not bool((arr[..., -1] == 255).all()):
@@ -270,14 +307,18 @@ def _image_ids(img: Image.Image, classes: Sequence[str], palette: Sequence, name
                 f"{name} has transparent pixels; label maps must be opaque (every pixel one class)"
             )
         if mode == "LA":
-            return arr[..., 0].astype(np.int64)
+            return arr[..., 0].astype(np.int64), True
         rgb = arr[..., :3]
         ids, found = _palette_ids(rgb, palette)
         if bool(found.all()):
-            return ids
+            return ids, False
         grey = bool((rgb == rgb[..., :1]).all())
-        if grey and int(rgb.max()) < len(classes):  # an index map that was saved as RGB
-            return rgb[..., 0].astype(np.int64)
+        if grey:  # an index map that was saved as RGB, if its values are labels
+            values = rgb[..., 0].astype(np.int64)
+            if convention is None and int(values.max()) < len(classes):
+                return values, True
+            if convention is not None and not bool(convention.decode(values, len(classes))[1].any()):
+                return values, True
         raise ShapeError(f"{name}: {_unknown_colours(rgb, found, classes, palette)}")
     raise ShapeError(
         f"{name} has image mode {mode!r}; expected an index image (L, P, I or I;16: pixel value = class "
@@ -338,6 +379,10 @@ def synthesize(
 ) -> Tensor:
     """Class indices (1, H, W) [+ style image (1, 3, h, w) in [0, 1]] -> image (1, 3, H', W') in [0, 1].
 
+    A class index equal to label_nc is don't-care for generators with that
+    channel (``contain_dontcare``; what :func:`labels_from_image` returns for
+    a dataset file's don't-care pixels).
+
     (H', W') is the model's native size; a map of the same aspect ratio is
     resized (nearest) to it. ``style`` steers models with an image encoder
     (trained with ``--use-vae``); for the others it is an error. ``seed``
@@ -349,7 +394,7 @@ def synthesize(
     generator = model.module
     classes = model_classes(model)
     labels = _as_label_batch(labels)
-    _check_range(labels, classes, "the label map")
+    _check_range(labels, classes, "the label map", _has_dontcare(model))
     labels = _fit_size(labels, native_size(model), "the label map", model.card.name)
     n = labels.shape[0]
     if style is not None and getattr(generator, "encoder", None) is None:

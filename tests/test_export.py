@@ -106,7 +106,8 @@ def test_fast_export_matches_the_original_network(fast_export: Exported) -> None
     out = _session(paths[0]).run(None, {"image": x.numpy()})[0] * 255
     with torch.no_grad():
         theirs = original(x * 255).clamp(0, 255).numpy()
-    assert np.abs(out - theirs).max() <= 1e-3
+    # fp32 on the 0-255 scale: the two runtimes sum convolutions in different orders (~1e-5 relative)
+    np.testing.assert_allclose(out, theirs, rtol=1e-5, atol=1e-3)
 
 
 def test_multistyle_export_takes_style_weights(models_dir: Path, tmp_path: Path) -> None:

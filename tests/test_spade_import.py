@@ -12,13 +12,18 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from torch import Tensor, nn
 
 from stylenorm import models
 from stylenorm.cli import main
+from stylenorm.data.layouts import LAYOUT_PRESETS, get_layout
+from stylenorm.data.segmentation import map_labels
+from stylenorm.errors import ShapeError
 from stylenorm.importers import import_spade, spade_key_from_official
 from stylenorm.repository import ModelError
 from stylenorm.synthesize import labels_from_image, synthesize
@@ -246,8 +251,6 @@ def test_cli_import_with_class_names_and_a_label_png(tmp_path: Path) -> None:
     # a colour-coded PNG in the card's palette gives the same labels as the index map
     ids = blocky_labels(1, (64, 64), 4, seed=6)
     palette = torch.tensor(loaded.card.contract["palette"], dtype=torch.uint8)
-    from PIL import Image
-
     Image.fromarray(palette[ids[0]].numpy()).save(tmp_path / "painted.png")
     assert torch.equal(labels_from_image(loaded, tmp_path / "painted.png"), ids)
     with torch.no_grad():
@@ -320,3 +323,188 @@ def test_foreign_files_are_refused(tmp_path: Path, official_pth: Path) -> None:
     code = main(["import", "spade", "--weights", str(tmp_path / "none.pth"), "--name", "x", "--label-nc", "3",
                  "--models-dir", str(tmp_path)])
     assert code == 2
+
+
+# ------------------------------------------------------------------------------------------ dataset layouts
+
+LAYOUT_SIZE = 256  # the ADE20K and COCO-Stuff presets' crop size
+
+
+@pytest.fixture(scope="module")
+def ade_official(tmp_path_factory: pytest.TempPathFactory) -> tuple[RefGenerator, Path]:
+    """A fake official ADE20K release: 150 classes + don't-care, no instances, at the preset's 256 × 256."""
+    ref = make_reference(11, warmup=1, semantic_nc=151, ngf=2, crop_size=LAYOUT_SIZE, num_up="normal",
+                         param_free="batch", nhidden=8)
+    return ref, save_official(ref, tmp_path_factory.mktemp("ade") / "latest_net_G.pth")
+
+
+def ade_label_file(seed: int) -> np.ndarray:
+    """An ADEChallengeData2016-style annotation: values 0 ("other") … 150, some pixels 0 and some 150."""
+    values = blocky_labels(1, (LAYOUT_SIZE, LAYOUT_SIZE), 151, seed=seed)[0].numpy().astype(np.uint8)
+    values[:32, :32] = 0  # "other": the don't-care channel
+    values[-32:, -32:] = 150  # the last class (flag)
+    values[:32, -32:] = 1  # the first class (wall)
+    return values
+
+
+def test_an_ade20k_label_png_gives_the_reference_output(
+    ade_official: tuple[RefGenerator, Path], tmp_path: Path
+) -> None:
+    """The issue's check: the imported ADE20K-layout model fed the dataset's own label PNG equals the
+    generator fed the hand-shifted one-hot map (file 0 -> don't-care channel 150, file v -> class v-1)."""
+    ref, pth = ade_official
+    code = main(["import", "spade", "--weights", str(pth), "--name", "ade", "--layout", "ade20k",
+                 "--models-dir", str(tmp_path / "models")])  # no other flags
+    assert code == 0
+    loaded = models.load("ade", tmp_path / "models")
+    raw = ade_label_file(seed=21)
+    Image.fromarray(raw, "L").save(tmp_path / "ADE_val_00000001.png")
+
+    shifted = torch.from_numpy(np.where(raw == 0, 150, raw.astype(np.int64) - 1))[None]
+    seg = one_hot(shifted, 151)  # the reference: labels shifted by hand, the official loader's postprocess
+    with torch.no_grad():
+        expected = (ref(seg) + 1) / 2
+        module_out = (loaded.module(seg) + 1) / 2
+    assert expected.std() > 0.05
+
+    labels = labels_from_image(loaded, tmp_path / "ADE_val_00000001.png")
+    assert torch.equal(labels, shifted)  # 0 -> 150 (don't-care), v -> v - 1
+    # the same convention as training's ADE20K dataset reads the file with
+    assert np.array_equal(labels[0].numpy(), map_labels(raw, 150, True, shift=-1))
+    got = synthesize(loaded, labels)
+    assert torch.equal(got, module_out.clamp(0, 1))  # exactly the generator on the hand-shifted map
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-4)  # and the independent reference
+    # what the issue saw: the file read as raw class indices gives another image
+    unshifted = torch.from_numpy(np.minimum(raw.astype(np.int64), 150))[None]
+    with torch.no_grad():
+        wrong = (ref(one_hot(unshifted, 151)) + 1) / 2
+    assert (wrong - expected).abs().max() > 0.05
+
+    # the CLI reads it the same way, with no extra flags
+    assert main(["synthesize", "--model", "ade", "--labels", str(tmp_path / "ADE_val_00000001.png"),
+                 "--out", str(tmp_path / "out.png"), "--models-dir", str(tmp_path / "models"),
+                 "--device", "cpu"]) == 0
+    written = torch.from_numpy(np.asarray(Image.open(tmp_path / "out.png").convert("RGB"), np.float32) / 255)
+    assert (written.permute(2, 0, 1) - expected[0]).abs().max() <= 1 / 255 + 1e-4
+
+
+def test_the_ade20k_card_names_the_classes_and_the_label_file(
+    ade_official: tuple[RefGenerator, Path], tmp_path: Path
+) -> None:
+    folder = import_spade(ade_official[1], tmp_path, "ade", layout="ade20k")
+    card = models.load(folder).card
+    assert card.arguments["label_nc"] == 150 and card.arguments["contain_dontcare"] is True
+    assert card.arguments["use_instance"] is False and card.arguments["ngf"] == 2  # ngf from the checkpoint
+    classes = card.contract["classes"]
+    assert len(classes) == 150 and len(card.contract["palette"]) == 150
+    assert classes[:8] == ["wall", "building", "sky", "floor", "tree", "ceiling", "road", "bed"]
+    assert classes[20:23] == ["car", "water", "painting"] and classes[-1] == "flag"
+    assert card.contract["palette"][:2] == [[120, 120, 120], [180, 120, 120]]
+    assert card.contract["size"] == [LAYOUT_SIZE, LAYOUT_SIZE]
+    assert card.contract["layout"] == "ade20k"
+    assert card.contract["label_file"] == {"shift": -1, "dontcare": [0, 255]}
+    # explicit flags override the preset
+    small = models.load(import_spade(ade_official[1], tmp_path, "ade-small", layout="ade20k", crop_size=64))
+    assert small.card.contract["size"] == [64, 64] and small.card.contract["classes"] == classes
+
+
+def test_a_bad_value_in_a_dataset_label_file_is_named(
+    ade_official: tuple[RefGenerator, Path], tmp_path: Path
+) -> None:
+    loaded = models.load(import_spade(ade_official[1], tmp_path, "ade", layout="ade20k"))
+    raw = ade_label_file(seed=22)
+    raw[100:110, 100:110] = 200
+    Image.fromarray(raw, "L").save(tmp_path / "bad.png")
+    with pytest.raises(ShapeError, match=r"pixel value\(s\) 200 \(100 px\) are not labels of model 'ade' "
+                                         r"\(ade20k label file: file value v is class v−1 \(1\.\.150\); "
+                                         r"0, 255 are don't-care; classes 0 wall"):
+        labels_from_image(loaded, tmp_path / "bad.png")
+
+
+def test_a_coco_stuff_label_png_with_255_gives_the_reference_output(tmp_path: Path) -> None:
+    """COCO-Stuff: file value = class, 255 (unlabeled) is the don't-care channel 182; instance edges last."""
+    size = 64  # an explicit --crop-size overrides the preset's 256 (and keeps the test fast)
+    ref = make_reference(12, warmup=1, semantic_nc=184, ngf=2, crop_size=size, num_up="normal",
+                         param_free="batch", nhidden=8)
+    pth = save_official(ref, tmp_path / "latest_net_G.pth")
+    loaded = models.load(import_spade(pth, tmp_path / "models", "coco", layout="coco-stuff", crop_size=size))
+    assert loaded.card.contract["classes"][:2] == ["person", "bicycle"]
+    assert loaded.card.contract["classes"][91] == "banner" and loaded.card.contract["classes"][-1] == "wood"
+    assert loaded.card.contract["label_file"] == {"shift": 0, "dontcare": [182, 255]}
+    raw = blocky_labels(1, (size, size), 182, seed=23)[0].numpy().astype(np.uint8)
+    raw[:16, :16] = 255
+    Image.fromarray(raw, "L").save(tmp_path / "000000000139.png")
+
+    ids = torch.from_numpy(np.where(raw == 255, 182, raw.astype(np.int64)))[None]
+    seg = torch.cat([one_hot(ids, 183), edges_of(ids)], 1)  # the label boundaries stand in for instances
+    with torch.no_grad():
+        expected = (ref(seg) + 1) / 2
+        module_out = ((loaded.module(seg) + 1) / 2).clamp(0, 1)
+    assert expected.std() > 0.05
+    labels = labels_from_image(loaded, tmp_path / "000000000139.png")
+    assert torch.equal(labels, ids)
+    got = synthesize(loaded, labels)
+    assert torch.equal(got, module_out)
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-4)
+    assert np.array_equal(labels[0].numpy(), map_labels(raw, 182, True))  # as training reads it
+
+
+def test_the_presets_hold_the_public_class_lists() -> None:
+    for layout in LAYOUT_PRESETS.values():
+        assert len(layout.classes) == layout.label_nc == len(set(layout.classes))
+        assert len(set(layout.palette)) == layout.label_nc
+    city = get_layout("cityscapes")
+    assert city.semantic_nc == 36 and city.num_upsampling_layers == "more" and city.aspect_ratio == 2.0
+    assert city.classes[:3] == ("unlabeled", "ego vehicle", "rectification border")
+    assert city.classes[7] == "road" and city.classes[26] == "car" and city.classes[33] == "bicycle"
+    assert city.palette[7] == (128, 64, 128) and city.palette[26] == (0, 0, 142)
+    assert city.label_file.card() == {"shift": 0, "dontcare": []}
+    assert get_layout("coco_stuff") is get_layout("coco-stuff")
+    assert get_layout("coco-stuff").semantic_nc == 184
+    assert get_layout("ade20k").semantic_nc == 151
+
+
+def test_a_layout_the_checkpoint_does_not_have_is_a_clear_error(
+    ade_official: tuple[RefGenerator, Path], tmp_path: Path
+) -> None:
+    pth = ade_official[1]
+    message = (r"takes 151 label channels, but layout coco-stuff \(COCO-Stuff\) gives label_nc 182 \+ 1 "
+               r"don't-care \+ 1 instance-edge channel = 184.*it fits --layout ade20k")
+    with pytest.raises(ModelError, match=message):
+        import_spade(pth, tmp_path, "x", layout="coco-stuff")
+    with pytest.raises(ModelError, match=r"layout cityscapes \(Cityscapes\) gives label_nc 35 \+ 1 "
+                                         r"instance-edge channel = 36"):
+        import_spade(pth, tmp_path, "x", layout="cityscapes")
+    with pytest.raises(ModelError, match=r"label_nc 151 is not layout ade20k's 150 classes"):
+        import_spade(pth, tmp_path, "x", 151, layout="ade20k")
+    with pytest.raises(ModelError, match=r"give label_nc .* or a dataset layout"):
+        import_spade(pth, tmp_path, "x")
+    code = main(["import", "spade", "--weights", str(pth), "--name", "x", "--dataset", "coco-stuff",
+                 "--models-dir", str(tmp_path)])
+    assert code == 2 and not (tmp_path / "x").exists()
+    assert main(["import", "spade", "--weights", str(pth), "--name", "x", "--models-dir", str(tmp_path)]) == 2
+
+
+def test_the_server_reads_an_ade20k_label_png_by_the_card(
+    ade_official: tuple[RefGenerator, Path], tmp_path: Path
+) -> None:
+    """POST /v1/synthesize with the dataset's label file, no extra fields: the reference image."""
+    import io
+
+    from tests.server.conftest import live_server
+
+    ref, pth = ade_official
+    import_spade(pth, tmp_path / "models", "ade", layout="ade20k")
+    raw = ade_label_file(seed=24)
+    buf = io.BytesIO()
+    Image.fromarray(raw, "L").save(buf, "PNG")
+    shifted = torch.from_numpy(np.where(raw == 0, 150, raw.astype(np.int64) - 1))[None]
+    with torch.no_grad():
+        expected = (ref(one_hot(shifted, 151)) + 1) / 2
+    with live_server(tmp_path / "models") as server:
+        answer = server.client.post("/v1/synthesize", files={"labels": ("ADE_val.png", buf.getvalue())})
+        assert answer.status_code == 200, answer.text
+        detail = server.client.get("/v1/models/ade").json()
+    assert detail["contract"]["label_file"] == {"shift": -1, "dontcare": [0, 255]}
+    got = np.asarray(Image.open(io.BytesIO(answer.content)).convert("RGB"), np.float32) / 255
+    assert (torch.from_numpy(got).permute(2, 0, 1) - expected[0]).abs().max() <= 1 / 255 + 1e-4

@@ -241,6 +241,60 @@ def test_instance_edges_and_dontcare_channels_are_built(repo: Path) -> None:
     assert (no_edges - out).abs().max() > 1e-4  # the channel matters
 
 
+def _shifted_folder(root: Path, name: str, label_file: Any) -> models.LoadedModel:
+    """The scenes-inst model (6 classes + don't-care + edges) whose card reads files ADE20K's way."""
+    args = {"label_nc": 6, "ngf": 4, "z_dim": 8, "crop_size": SIZE, "hidden": 8, "contain_dontcare": True,
+            "use_instance": True}
+    torch.manual_seed(0)
+    g = SPADEGenerator(**args)
+    init_weights(g, gain=1.0)
+    card = ModelCard(
+        name=name, architecture="spade", arguments=args,
+        contract={"classes": CLASSES, "palette": COLOURS, "size": [SIZE, SIZE], "layout": "ade20k",
+                  "label_file": label_file},
+    )
+    save_model(root / name, card, models.weights_to_save(card, g))
+    return models.load(name, root)
+
+
+def test_a_card_label_file_shifts_index_pngs_and_dontcare_is_class_label_nc(
+    repo: Path, tmp_path: Path
+) -> None:
+    model = _shifted_folder(tmp_path, "shifted", {"shift": -1, "dontcare": [0, 255]})
+    labels = scene_labels()
+    raw = labels + 1
+    raw[:8, :8] = 0  # the dataset's "other"
+    expected = labels.clone()
+    expected[:8, :8] = 6  # the don't-care index label_nc
+    got = labels_from_image(model, save_index(tmp_path / "file.png", raw))
+    assert torch.equal(got[0], expected)
+    # the same map saved as grey RGB, and a colour-coded PNG (classes by colour, never shifted)
+    Image.fromarray(np.repeat(raw.numpy().astype(np.uint8)[..., None], 3, 2), "RGB").save(tmp_path / "g.png")
+    assert torch.equal(labels_from_image(model, tmp_path / "g.png")[0], expected)
+    assert torch.equal(labels_from_image(model, save_colour(tmp_path / "colour.png", labels))[0], labels)
+    # synthesize takes label_nc as don't-care for a model with that channel, and only then
+    out = synthesize(model, got)
+    seg = torch.cat([to_one_hot(got, 6, dontcare=True), instance_edges(got)], 1)
+    assert seg[:, 6].sum() == 64
+    with torch.no_grad():
+        assert torch.equal(out, ((model.module(seg) + 1) / 2).clamp(0, 1))
+    with pytest.raises(ShapeError, match=r"label value\(s\) 6 .*valid are 0\.\.5"):
+        synthesize(models.load("scenes", repo), got)
+    with pytest.raises(ShapeError, match=r"label value\(s\) 7 .*valid are 0\.\.5 .*, and 6 \(don't-care\)"):
+        synthesize(model, got + 1)
+    # a value the convention has no class for is named as the file's
+    message = (r"pixel value\(s\) 9 \(4096 px\) are not labels of model 'shifted' \(ade20k label file: "
+               r"file value v is class v−1 \(1\.\.6\); 0, 255")
+    with pytest.raises(ShapeError, match=message):
+        labels_from_image(model, save_index(tmp_path / "bad.png", torch.full((SIZE, SIZE), 9)))
+    # without a label_file (every other card) the pixel value is the class, and 6 is out of range
+    with pytest.raises(ShapeError, match=r"label value\(s\) 6 .*not classes of this model"):
+        labels_from_image(models.load("scenes-inst", repo), save_index(tmp_path / "six.png", raw))
+    broken = _shifted_folder(tmp_path, "broken", {"shift": "one"})
+    with pytest.raises(SpecError, match=r"label_file must be \{shift = <int>, dontcare = \[<int>, …\]\}"):
+        labels_from_image(broken, tmp_path / "file.png")
+
+
 # ------------------------------------------------------------------------------------------ generation
 
 

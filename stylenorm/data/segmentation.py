@@ -1,6 +1,7 @@
 """Label-map / image pairs in the layouts SPADE reads, checked so that no label can index out of bounds.
 
-Layouts (the folder trees of NVlabs/SPADE's dataset modes):
+Layouts (the folder trees of NVlabs/SPADE's dataset modes; label_nc, don't-care and the file-value
+shift of each come from :data:`stylenorm.data.layouts.LAYOUT_PRESETS`, which the importer uses too):
 
 * ``ade20k``: ``ADEChallengeData2016/images/{training,validation}/ADE_{train,val}_*.jpg`` and
   ``annotations/{training,validation}/ADE_*.png``, found by a recursive scan of the root for
@@ -44,6 +45,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from stylenorm.data.images import IMAGE_EXTENSIONS, DataError
+from stylenorm.data.layouts import DONTCARE_VALUE, LabelFile, dontcare_values, get_layout
 from stylenorm.errors import ShapeError, SpecError
 
 __all__ = [
@@ -64,7 +66,6 @@ __all__ = [
     "to_one_hot",
 ]
 
-DONTCARE_VALUE = 255
 _INDEX_MODES = ("L", "P", "I", "I;16", "I;16B", "I;16L", "1")
 
 
@@ -213,16 +214,12 @@ def map_labels(
     """Raw file values (H, W) -> classes 0..label_nc−1, don't-care = label_nc; DataError on anything else.
 
     ``shift`` is added first (ADE20K: −1, so that 0 "other" becomes −1 =
-    don't-care). Don't-care values: raw 255 (when label_nc ≤ 255), and
-    label_nc without a shift or −1 after a shift.
+    don't-care). Don't-care values (:func:`~stylenorm.data.layouts.dontcare_values`):
+    raw 255 (when label_nc ≤ 255), and label_nc without a shift or −1 after a shift.
     """
-    values = raw.astype(np.int64) + shift
     # a shifted layout (ADE20K) has its own don't-care value; the value label_nc is then just too large
-    dont = values == -1 if shift else values == label_nc
-    if label_nc <= DONTCARE_VALUE:
-        dont |= raw == DONTCARE_VALUE
-    valid = (values >= 0) & (values < label_nc)
-    bad = ~(valid | dont)
+    labels, bad = LabelFile(shift, dontcare_values(label_nc, shift)).decode(raw, label_nc)
+    dont = labels == label_nc
     if bad.any():
         found, counts = np.unique(raw[bad], return_counts=True)
         listing = ", ".join(f"{int(v)} ({int(c)} px)" for v, c in zip(found[:6], counts[:6], strict=True))
@@ -242,7 +239,7 @@ def map_labels(
             f"contain_dontcare is off (valid classes are 0..{label_nc - 1}); enable contain_dontcare "
             "(adds one label channel) or relabel those pixels"
         )
-    return np.where(dont, label_nc, values)
+    return labels
 
 
 def colors_to_labels(image: np.ndarray | Image.Image, palette: Sequence[Sequence[int]]) -> np.ndarray:
@@ -548,7 +545,11 @@ class SegmentationDataset(Dataset):
         labels = [p for p in files if p.suffix.lower() == ".png"]
         where = f"{root} (ADE20K: images/…/ADE_{phase}_*.jpg and annotations/…/ADE_{phase}_*.png)"
         pairs = _pair(labels, images, None, _stem, where)
-        return cls(pairs, 150, contain_dontcare=True, label_shift=-1, transform=transform, name="ade20k")
+        ade = get_layout("ade20k")
+        return cls(
+            pairs, ade.label_nc, contain_dontcare=ade.contain_dontcare, label_shift=ade.label_shift,
+            transform=transform, name="ade20k",
+        )
 
     @classmethod
     def cityscapes(
@@ -569,7 +570,11 @@ class SegmentationDataset(Dataset):
         labels = [p for p in gt if p.name.endswith("_gtFine_labelIds.png")]
         instances = [p for p in gt if p.name.endswith("_gtFine_instanceIds.png")] if use_instance else None
         pairs = _pair(labels, images, instances, _city_key, f"{root} (Cityscapes, {phase})")
-        return cls(pairs, 35, contain_dontcare=False, transform=transform, name="cityscapes")
+        city = get_layout("cityscapes")
+        return cls(
+            pairs, city.label_nc, contain_dontcare=city.contain_dontcare, label_shift=city.label_shift,
+            transform=transform, name="cityscapes",
+        )
 
     @classmethod
     def coco_stuff(
@@ -594,7 +599,11 @@ class SegmentationDataset(Dataset):
             if instances is not None:
                 instances += _files(root / f"{phase}_inst_portrait", False, (".png",), "COCO-Stuff instance")
         pairs = _pair(labels, images, instances, _stem, f"{root} (COCO-Stuff, {phase})")
-        return cls(pairs, 182, contain_dontcare=True, transform=transform, name="coco")
+        coco = get_layout("coco-stuff")
+        return cls(
+            pairs, coco.label_nc, contain_dontcare=coco.contain_dontcare, label_shift=coco.label_shift,
+            transform=transform, name="coco",
+        )
 
     @classmethod
     def custom(

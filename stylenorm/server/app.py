@@ -794,8 +794,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         responses={**_image_responses("the synthesized image"), **_error_responses(413, 415, 503, 504)},
         summary="Synthesize an image from a semantic label map (spade models)",
         description=(
-            "Multipart form. `labels`: a PNG label map, either an index image (pixel value = class index) or "
-            "colour-coded in the model's palette (GET /v1/models/{name}: classes, palette, size). Optional "
+            "Multipart form. `labels`: a PNG label map, either an index image (pixel value = class index, "
+            "or the dataset's own convention when the model's contract has a `label_file`: an ADE20K label "
+            "PNG as it comes) or colour-coded in the model's palette (GET /v1/models/{name}: classes, "
+            "palette, size). Optional "
             "`style` image, `seed` (the one used is in the X-Seed header)."
         ),
     )

@@ -45,6 +45,7 @@ from torch.utils.data import Dataset
 from torchvision.utils import save_image
 
 from stylenorm.data import DataError, ImageFolder
+from stylenorm.data.layouts import LAYOUT_PRESETS, get_layout, label_file
 from stylenorm.data.scenes import PALETTE, SCENE_CLASSES, SyntheticScenes
 from stylenorm.data.segmentation import PairedTransform, SegmentationDataset, instance_edges
 from stylenorm.gan_losses import VGGLoss, feature_matching_loss, hinge_g_loss, kl_divergence
@@ -501,6 +502,11 @@ class SpadeRecipe:
         }
         if g.use_vae:
             contract["style"] = "optional style image, RGB float in [0, 1], (1, 3, h, w)"
+        if cfg.layout in LAYOUT_PRESETS or cfg.layout == "coco_stuff":
+            # the dataset's own label PNGs read at synthesis as in training (ADE20K: value v is class v-1)
+            preset = get_layout(cfg.layout)
+            contract["layout"] = preset.name
+            contract["label_file"] = label_file(g.label_nc, g.contain_dontcare, preset.label_shift).card()
         h, w = g.out_size
         description = cfg.description or (
             f"Semantic image synthesis ({g.norm_spec} generator, ngf {g.ngf}) at {w}×{h}, "

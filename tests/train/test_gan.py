@@ -234,3 +234,27 @@ def test_defaults_follow_the_anchors() -> None:
     cgan = make_config("cgan", {"out": "models/x", "data": "d"})
     assert isinstance(cgan, CGANConfig) and cgan.lrs == (2e-4, 2e-4) and cgan.betas == (0.0, 0.9)
     assert cgan.n_dis == 5 and cgan.norm == "cbn"
+
+
+def test_a_model_trained_on_ade20k_reads_the_datasets_label_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Trained with --layout ade20k, synthesis reads an ADE20K label PNG as training did (v -> v-1)."""
+    from stylenorm.synthesize import labels_from_image
+    from tests.data_synthesis.test_segmentation import _ade, _blocks
+
+    monkeypatch.chdir(tmp_path)
+    _ade(tmp_path / "data", "training", "train", _blocks(32, 32, (0, 1, 150, 7)), 1)
+    code = main([
+        "train", "spade", "--layout", "ade20k", "--data", str(tmp_path / "data"), "--out", "models/ade",
+        "--steps", "1", "--batch-size", "1", "--crop-size", "32", "--load-size", "32", "--ngf", "4",
+        "--ndf", "8", "--spade-hidden", "8", "--encoder", "random", "--vgg-weight", "0", "--workers", "0",
+    ])
+    assert code == 0
+    loaded = models.load("ade", "models")
+    assert loaded.card.contract["layout"] == "ade20k" and loaded.card.contract["label_file"]["shift"] == -1
+    label_png = next((tmp_path / "data").rglob("ADE_train_00000001.png"))
+    labels = labels_from_image(loaded, label_png)
+    h, w = labels.shape[1:]
+    corners = [int(labels[0, y, x]) for y in (0, h - 1) for x in (0, w - 1)]
+    assert corners == [150, 0, 149, 6]  # file 0 "other" -> the don't-care channel, v -> class v-1
