@@ -148,8 +148,21 @@ def _style_name(pth: Path, style_name: str | None) -> str:
     return stem or "style"
 
 
+# The licences the sources publish their weights under (recorded in the card; --license overrides, e.g.
+# for weights someone retrained). Check the terms of the file you actually have.
+FAST_LICENSE = "BSD-3-Clause (pytorch/examples, the repository the weights come from)"
+ADAIN_LICENSE = "MIT (naoto0804/pytorch-AdaIN)"
+SPADE_LICENSE = "CC-BY-NC-SA-4.0 (NVlabs/SPADE: non-commercial use only)"
+
+
 def import_fast_neural_style(
-    pth: Path, models_dir: Path, name: str, style_name: str | None = None, *, overwrite: bool = False
+    pth: Path,
+    models_dir: Path,
+    name: str,
+    style_name: str | None = None,
+    *,
+    overwrite: bool = False,
+    license: str = FAST_LICENSE,
 ) -> Path:
     """pytorch/examples fast_neural_style .pth -> models_dir/name (architecture ``fast``); returns the folder.
 
@@ -174,6 +187,7 @@ def import_fast_neural_style(
             "note": "imported from pytorch/examples fast_neural_style",
         },
         description=f"fast neural style '{style}' (Johnson et al. 2016, instance norm), from {pth.name}",
+        license=license,
     )
     save_model(folder, card, weights_to_save(card, net))
     return folder
@@ -194,7 +208,13 @@ def _vgg_normalised_state(vgg: Path, encoder: VGGEncoder) -> dict[str, Tensor]:
 
 
 def import_pytorch_adain(
-    decoder: Path, vgg: Path, models_dir: Path, name: str, *, overwrite: bool = False
+    decoder: Path,
+    vgg: Path,
+    models_dir: Path,
+    name: str,
+    *,
+    overwrite: bool = False,
+    license: str = ADAIN_LICENSE,
 ) -> Path:
     """pytorch-AdaIN decoder.pth + vgg_normalised.pth -> models_dir/name (architecture ``adain``)."""
     decoder, vgg = Path(decoder), Path(vgg)
@@ -221,6 +241,7 @@ def import_pytorch_adain(
             "note": "imported from naoto0804/pytorch-AdaIN (its AdaIN convention: unbiased var + eps)",
         },
         description=f"AdaIN arbitrary style transfer (Huang & Belongie 2017) from {decoder.name}, {vgg.name}",
+        license=license,
     )
     save_model(folder, card, weights_to_save(card, net))
     return folder
@@ -331,6 +352,7 @@ def import_spade(
     norm: str = "spade:sync_batch:3x3",
     classes: list[str] | None = None,
     overwrite: bool = False,
+    license: str = SPADE_LICENSE,
 ) -> Path:
     """NVlabs/SPADE ``latest_net_G.pth`` -> models_dir/name (architecture ``spade``); returns the folder.
 
@@ -450,6 +472,7 @@ def import_spade(
         provenance={"source": pth.name, "source_sha256": file_sha256(pth), "note": note},
         description=f"SPADE generator ({norm}, {label_nc} classes, {w}×{h}) imported from {pth.name}"
         + (f", {preset.title} layout" if preset is not None else ""),
+        license=license,
     )
     save_model(folder, card, weights_to_save(card, net))
     return folder

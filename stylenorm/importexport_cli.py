@@ -21,11 +21,17 @@ def _models_dir(args: argparse.Namespace) -> Path:
     return models_dir(args.models_dir)
 
 
+def _license(args: argparse.Namespace) -> dict[str, str]:
+    """--license, when given (else each importer records its source's published licence)."""
+    return {"license": args.license} if args.license else {}
+
+
 def _import_fast(args: argparse.Namespace) -> int:
     from stylenorm.importers import import_fast_neural_style
 
     folder = import_fast_neural_style(
-        Path(args.weights), _models_dir(args), args.name, args.style_name, overwrite=args.overwrite
+        Path(args.weights), _models_dir(args), args.name, args.style_name, overwrite=args.overwrite,
+        **_license(args),
     )
     print(f"imported {args.weights} as model {args.name!r}: {folder}")
     return 0
@@ -35,7 +41,8 @@ def _import_adain(args: argparse.Namespace) -> int:
     from stylenorm.importers import import_pytorch_adain
 
     folder = import_pytorch_adain(
-        Path(args.decoder), Path(args.vgg), _models_dir(args), args.name, overwrite=args.overwrite
+        Path(args.decoder), Path(args.vgg), _models_dir(args), args.name, overwrite=args.overwrite,
+        **_license(args),
     )
     print(f"imported {args.decoder} + {args.vgg} as model {args.name!r}: {folder}")
     return 0
@@ -65,6 +72,7 @@ def _import_spade(args: argparse.Namespace) -> int:
         ngf=args.ngf, num_upsampling_layers=args.num_upsampling_layers, crop_size=args.crop_size,
         aspect_ratio=args.aspect_ratio, use_instance=args.use_instance,
         contain_dontcare=args.contain_dontcare, norm=args.norm, classes=classes, overwrite=args.overwrite,
+        **_license(args),
     )
     print(f"imported {args.weights} as model {args.name!r}" + (f" ({layout.title} layout)" if layout else "")
           + f": {folder}")
@@ -149,6 +157,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     for p in (fast, adain, spade):
         p.add_argument("--models-dir", default=None, help=_MODELS_DIR_HELP)
         p.add_argument("--overwrite", action="store_true", help="replace a model folder of that name")
+        p.add_argument(
+            "--license",
+            default=None,
+            help="the weights' licence for the card (default: the source's published licence)",
+        )
 
     exp = subparsers.add_parser("export", help="export a model to ONNX and check it with onnxruntime")
     exp.add_argument("--model", required=True, help="model name in --models-dir, or a model folder")

@@ -15,6 +15,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+import stylenorm
 from stylenorm.cli import main
 from stylenorm.errors import MissingWeightsError
 from stylenorm.importers import import_fast_neural_style, import_pytorch_adain, read_checkpoint
@@ -305,12 +306,18 @@ def test_cli_imports_both_kinds(
     assert str(models / "mosaic") in capsys.readouterr().out
     assert read_card(models / "mosaic").styles == ["mosaic-style"]
     assert load("mosaic", models).card.architecture == "fast"
+    assert read_card(models / "mosaic").license.startswith("BSD-3-Clause")  # the source's licence
+    assert read_card(models / "mosaic").stylenorm_version == stylenorm.__version__
 
     _, _, vgg_pth, dec_pth = adain_files
     code = main(["import", "pytorch-adain", "--decoder", str(dec_pth), "--vgg", str(vgg_pth),
                  "--name", "adain", "--models-dir", str(models)])
     assert code == 0
     assert load("adain", models).card.arguments["unbiased"] is True
+    assert load("adain", models).card.license.startswith("MIT")
+    code = main(["import", "pytorch-adain", "--decoder", str(dec_pth), "--vgg", str(vgg_pth),
+                 "--name", "mine", "--models-dir", str(models), "--license", "CC0-1.0 (retrained by us)"])
+    assert code == 0 and read_card(models / "mine").license == "CC0-1.0 (retrained by us)"
 
     code = main(["import", "pytorch-adain", "--decoder", str(dec_pth), "--vgg", str(tmp_path / "missing.pth"),
                  "--name", "adain2", "--models-dir", str(models)])

@@ -357,6 +357,7 @@ def test_an_ade20k_label_png_gives_the_reference_output(
                  "--models-dir", str(tmp_path / "models")])  # no other flags
     assert code == 0
     loaded = models.load("ade", tmp_path / "models")
+    assert loaded.card.license.startswith("CC-BY-NC-SA-4.0")  # NVlabs/SPADE: non-commercial
     raw = ade_label_file(seed=21)
     Image.fromarray(raw, "L").save(tmp_path / "ADE_val_00000001.png")
 
