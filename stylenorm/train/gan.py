@@ -87,7 +87,7 @@ from stylenorm.train.engine import (
     seed_everything,
     setup_distributed,
 )
-from stylenorm.train.style import _weights_source, build_encoder
+from stylenorm.train.style import _weights_source, build_encoder, encoder_depth
 
 log = logging.getLogger(__name__)
 
@@ -401,7 +401,8 @@ class SpadeRecipe:
         # the loss network first: missing VGG weights are reported before any data is read
         self.vgg = None
         if cfg.vgg_weight > 0:
-            self.vgg = VGGLoss(build_encoder(cfg, VGG_DEPTH, VGG_LAST, device))  # type: ignore[arg-type]
+            depth = encoder_depth(cfg.encoder, VGG_DEPTH)  # hed: VGG-16 (relu5_1 exists there too)
+            self.vgg = VGGLoss(build_encoder(cfg, depth, VGG_LAST, device))  # type: ignore[arg-type]
         self.dataset, self.data_summary, self.classes, self.palette = spade_dataset(cfg)
         base = self.dataset.base
         self.label_nc = getattr(base, "label_nc", len(self.classes))
@@ -528,8 +529,9 @@ class SpadeRecipe:
             "data": {"pairs": self.data_summary},
         }
         if self.vgg is not None:
-            out["encoder"] = {"kind": cfg.encoder, "depth": VGG_DEPTH, "layers": list(self.vgg.layers),
-                              "weights": _weights_source(cfg, VGG_DEPTH)}  # type: ignore[arg-type]
+            depth = self.vgg.encoder.depth
+            out["encoder"] = {"kind": cfg.encoder, "depth": depth, "layers": list(self.vgg.layers),
+                              "weights": _weights_source(cfg, depth)}  # type: ignore[arg-type]
         return out
 
 

