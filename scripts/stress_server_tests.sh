@@ -2,6 +2,7 @@
 # The server tests REPEAT times in a row (default 20), under -n 2 while one busy-loop process per core
 # competes for the CPU: timing races (keep-alive, deadlines, shutdown) show up here long before CI.
 # Usage: make stress   or   REPEAT=5 bash scripts/stress_server_tests.sh [pytest args]
+# HOGS (default: one per core) sets the number of busy loops; HOGS=0 when another job is the load.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
@@ -9,7 +10,7 @@ REPEAT=${REPEAT:-20}
 hogs=()
 cleanup() { for pid in "${hogs[@]}"; do kill "$pid" 2>/dev/null || true; done; }
 trap cleanup EXIT
-for _ in $(seq "$(nproc)"); do
+for _ in $(seq "${HOGS:-$(nproc)}"); do
     "$PY" -c "while True: pass" &
     hogs+=("$!")
 done

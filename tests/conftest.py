@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 
 import pytest
@@ -12,6 +13,24 @@ from torch import Tensor
 @pytest.fixture(autouse=True)
 def _seed() -> None:
     torch.manual_seed(0)
+
+
+@pytest.fixture(autouse=True)
+def _logging_restored() -> Iterator[None]:
+    """A test that runs the CLI in-process configures logging (its entry point does): undo it afterwards,
+    so later tests do not log into a stale capture stream."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    names = ("stylenorm", "uvicorn", "uvicorn.error", "uvicorn.access")
+    ours = {name: logging.getLogger(name) for name in names}
+    saved = {name: (lg.handlers[:], lg.level, lg.propagate) for name, lg in ours.items()}
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    for name, (h, lvl, prop) in saved.items():
+        ours[name].handlers[:] = h
+        ours[name].setLevel(lvl)
+        ours[name].propagate = prop
 
 
 @pytest.fixture(scope="module")

@@ -148,6 +148,8 @@ def run(args: argparse.Namespace) -> int:
         "log_config": log_config,  # every worker process configures its logging from it
         "timeout_graceful_shutdown": args.timeout_graceful_shutdown,
         "timeout_keep_alive": settings.keepalive_timeout_s,
+        # --workers N: the supervisor's ping timeout (a starting worker answers only after importing torch)
+        "timeout_worker_healthcheck": settings.worker_healthcheck_timeout_s,
         "server_header": False,
     }
     if args.workers == 1:
@@ -156,6 +158,8 @@ def run(args: argparse.Namespace) -> int:
         uvicorn.run(create_app(settings), **common)
         return 0
     # several processes: each builds its own app (and models) from the same settings, handed on by env
+    # (restored afterwards: a caller's process keeps the environment it had)
+    saved_env = os.environ.copy()
     os.environ.update(settings.to_env())
     own_dir = not os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if own_dir:
@@ -173,5 +177,7 @@ def run(args: argparse.Namespace) -> int:
         uvicorn.run("stylenorm.server.app:create_app", factory=True, workers=args.workers, **common)
     finally:
         if own_dir:
-            shutil.rmtree(os.environ.pop("PROMETHEUS_MULTIPROC_DIR"), ignore_errors=True)
+            shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
+        os.environ.clear()
+        os.environ.update(saved_env)
     return 0

@@ -66,6 +66,16 @@ class Settings(BaseSettings):
             "expiry (httpx 5 s, nginx upstream 4 s), or a request can be sent on a connection being closed"
         ),
     )
+    worker_healthcheck_timeout_s: int = Field(
+        60,
+        ge=1,
+        le=3600,
+        description=(
+            "with --workers N: a worker that does not answer the supervisor's ping this long is killed and "
+            "restarted; a worker starting up imports torch and loads models, which under CPU load takes "
+            "far longer than uvicorn's 5 s default (it then restarts forever)"
+        ),
+    )
     api_keys: Annotated[list[SecretStr], NoDecode] = Field(
         default_factory=list, description="accepted API keys (X-API-Key or Bearer); empty: no auth"
     )

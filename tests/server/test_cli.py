@@ -146,3 +146,25 @@ def test_several_workers_share_metrics(models_dir: Path) -> None:
     finally:
         log = _stop(proc)
     assert "loaded and warmed" in log and "model lost" in log  # our loggers reach the console
+
+
+def test_workers_get_a_startup_friendly_healthcheck_and_our_keepalive(
+    models_dir: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """uvicorn's supervisor kills a worker that misses a 5 s ping; one still importing torch under CPU load
+    misses it, and was restarted forever (seen in `make stress`): serve hands it the setting instead."""
+    import uvicorn
+
+    from stylenorm.cli import main
+
+    seen: dict = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: seen.update(kw, app=app))
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path / "prom"))
+    assert main(["serve", "--workers", "2", "--models-dir", str(models_dir)]) == 0
+    assert seen["workers"] == 2 and seen["timeout_worker_healthcheck"] == 60
+    assert seen["timeout_keep_alive"] == 15.0 and seen["app"] == "stylenorm.server.app:create_app"
+    monkeypatch.setenv("STYLENORM_WORKER_HEALTHCHECK_TIMEOUT_S", "120")
+    before = dict(os.environ)
+    assert main(["serve", "--workers", "2", "--models-dir", str(models_dir)]) == 0
+    assert seen["timeout_worker_healthcheck"] == 120
+    assert dict(os.environ) == before  # the STYLENORM_* hand-over to the workers is undone
