@@ -163,3 +163,33 @@ def test_full_queue_and_deadline(loaded: dict[str, LoadedModel]) -> None:
     time.sleep(0.1)
     late.stop()
     assert late.batches_run == 0 and late.queue_depth == 0
+
+
+def test_a_job_the_worker_drops_as_late_is_a_504_even_before_the_callers_timer(
+    loaded: dict[str, LoadedModel],
+) -> None:
+    """Under load the worker can cancel an expired job before the event loop's timer fires: the caller
+    must still answer 504 (it raised CancelledError, a 500, in a stress run)."""
+    import threading
+
+    engine = Engine(request_timeout_s=30)  # not started: the job stays queued
+    job = engine.new_job(loaded["fast"], "stylize", StylizeWork(_image(32, 32, 0)))
+    engine.submit(job)
+    threading.Timer(0.1, job.future.cancel).start()  # what the worker does with a job past its deadline
+
+    async def wait() -> None:
+        await engine.result(job)
+
+    with pytest.raises(ApiError) as late:
+        asyncio.run(wait())
+    assert late.value.status == 504 and late.value.code == "deadline_exceeded"
+
+    async def cancelled_caller() -> None:  # the caller's own cancellation still propagates
+        other = engine.new_job(loaded["fast"], "stylize", StylizeWork(_image(32, 32, 1)))
+        task = asyncio.ensure_future(engine.result(other))
+        await asyncio.sleep(0.05)
+        task.cancel()
+        await task
+
+    with pytest.raises(asyncio.CancelledError):
+        asyncio.run(cancelled_caller())
