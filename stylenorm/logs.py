@@ -30,7 +30,10 @@ FORMAT_ENV = "STYLENORM_LOG_FORMAT"
 request_id: contextvars.ContextVar[str] = contextvars.ContextVar("stylenorm_request_id", default="")
 
 # the standard LogRecord attributes: everything else on a record was passed as ``extra=``
-_RECORD_FIELDS = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime", "request_id"}
+# (uvicorn's color_message repeats the message with terminal colour codes: not for a log collector)
+_RECORD_FIELDS = frozenset(vars(logging.makeLogRecord({}))) | {
+    "message", "asctime", "request_id", "color_message", "rid"
+}
 
 
 class RequestIdFilter(logging.Filter):
@@ -67,7 +70,7 @@ class JsonFormatter(logging.Formatter):
         if getattr(record, "request_id", ""):
             entry["request_id"] = record.request_id
         for key, value in vars(record).items():
-            if key not in _RECORD_FIELDS and key != "rid" and not key.startswith("_"):
+            if key not in _RECORD_FIELDS and not key.startswith("_"):
                 entry[key] = value if isinstance(value, str | int | float | bool | None) else repr(value)
         if record.exc_info:
             entry["exc_info"] = self.formatException(record.exc_info)

@@ -68,6 +68,7 @@ def test_serve_logs_json_lines_with_the_request_id(models_dir: Path) -> None:
     text_lines = [ln for ln in out.splitlines() if re.match(r"(\d{4}-\d\d-\d\d \S+ )?[A-Z]+:? ", ln)]
     assert not text_lines, text_lines
     assert {"time", "level", "logger", "message"} <= set(records[0])
+    assert not [r for r in records if "color_message" in r or "\x1b" in r["message"]]  # no terminal colours
     access = [r for r in records if r["logger"] == "uvicorn.access" and "/v1/stylize" in r["message"]]
     assert access and access[0]["request_id"] == "json-log-7", access
     assert any(r["logger"].startswith("stylenorm.server") for r in records)
