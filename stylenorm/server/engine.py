@@ -209,24 +209,27 @@ class Engine:
     async def result(self, job: Job) -> Tensor:
         """Await the result of a submitted job; ApiError 504 once its deadline has passed."""
         remaining = max(0.0, job.deadline - time.monotonic())
-        late = ApiError(
-            504,
-            "deadline_exceeded",
-            f"the request took longer than the server's deadline of {self.request_timeout_s:g} s",
-        )
         try:
             return await asyncio.wait_for(asyncio.wrap_future(job.future), timeout=remaining)
         except TimeoutError:
             job.future.cancel()  # the worker skips it if it has not started it yet
-            raise late from None
+            raise self._deadline_exceeded() from None
         except asyncio.CancelledError:
             # The worker drops jobs past their deadline by cancelling their future; under load it can see
             # the deadline pass before this loop's timer fires, and the wrapped future then ends cancelled.
             # That is the same 504, not a 500. Our own task being cancelled (client gone, shutdown) is not.
             task = asyncio.current_task()
             if job.future.cancelled() and (task is None or task.cancelling() == 0):
-                raise late from None
+                raise self._deadline_exceeded() from None
             raise
+
+    def _deadline_exceeded(self) -> ApiError:
+        """The 504 of a job past its deadline (built only when one is, not on every request)."""
+        return ApiError(
+            504,
+            "deadline_exceeded",
+            f"the request took longer than the server's deadline of {self.request_timeout_s:g} s",
+        )
 
     def new_job(
         self,

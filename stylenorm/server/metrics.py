@@ -95,7 +95,8 @@ class Metrics:
 
     def __init__(self) -> None:
         disable_created_metrics()  # the *_created series only double the scrape size
-        self.multiprocess = multiprocess_dir() is not None
+        self.folder = multiprocess_dir()  # read once: the environment does not change under a worker
+        self.multiprocess = self.folder is not None
         # in multiprocess mode the values go to files; registering them in a registry is not needed
         self.registry = None if self.multiprocess else CollectorRegistry(auto_describe=True)
         r = {"registry": self.registry}
@@ -161,15 +162,13 @@ class Metrics:
 
     def close(self) -> None:
         """This process stops serving: in multiprocess mode its live gauges leave the sums."""
-        folder = multiprocess_dir()
-        if self.multiprocess and folder:
-            prom_multiprocess.mark_process_dead(os.getpid(), folder)
+        if self.folder is not None:
+            prom_multiprocess.mark_process_dead(os.getpid(), self.folder)
 
     def render(self) -> bytes:
         """The Prometheus text exposition of every series."""
-        folder = multiprocess_dir()
-        if self.multiprocess and folder:
-            forget_dead_workers(folder)  # a worker killed without a goodbye leaves its gauges behind
+        if self.folder is not None:
+            forget_dead_workers(self.folder)  # a worker killed without a goodbye leaves its gauges behind
             registry = CollectorRegistry()
             prom_multiprocess.MultiProcessCollector(registry)
             return generate_latest(registry)
