@@ -46,12 +46,20 @@ def gram_matrix(features: Tensor) -> Tensor:
 
 def gram_style_loss(features: Tensor, target_gram: Tensor) -> Tensor:
     """Gram style loss: features (N, C, H, W), target_gram (N or 1, C, C) -> scalar MSE of the Grams."""
+    return per_sample_gram_loss(features, target_gram).mean()
+
+
+def per_sample_gram_loss(features: Tensor, target_gram: Tensor) -> Tensor:
+    """Gram style loss per sample: features (N, C, H, W), target_gram (N or 1, C, C) -> (N,) MSE each.
+
+    ``gram_style_loss`` is its mean; this form lets a caller weight each sample (per-style balancing).
+    """
     gram = gram_matrix(features)
     n, c, _ = gram.shape
     t = target_gram
     if t.dim() != 3 or t.shape[1:] != gram.shape[1:] or t.shape[0] not in (1, n):
         raise ShapeError(f"target Gram must be (N or 1, {c}, {c}); got {tuple(target_gram.shape)}")
-    return _mse(gram, _float(target_gram))
+    return (gram - _float(t)).square().mean(dim=(1, 2))
 
 
 def mean_std(features: Tensor, eps: float = 1e-5) -> tuple[Tensor, Tensor]:
@@ -59,9 +67,7 @@ def mean_std(features: Tensor, eps: float = 1e-5) -> tuple[Tensor, Tensor]:
     return style_moments(_float(features), eps, unbiased=False)
 
 
-def mean_std_loss(
-    features: Tensor, target: Tensor | tuple[Tensor, Tensor], eps: float = 1e-5
-) -> Tensor:
+def mean_std_loss(features: Tensor, target: Tensor | tuple[Tensor, Tensor], eps: float = 1e-5) -> Tensor:
     """AdaIN's style loss: MSE of per-channel means + MSE of per-channel stds.
 
     features (N, C, H, W); target: feature map (N or 1, C, h, w) of any size,
@@ -90,4 +96,12 @@ def total_variation(images: Tensor) -> Tensor:
     return tv
 
 
-__all__ = ["content_loss", "gram_matrix", "gram_style_loss", "mean_std", "mean_std_loss", "total_variation"]
+__all__ = [
+    "content_loss",
+    "gram_matrix",
+    "gram_style_loss",
+    "mean_std",
+    "mean_std_loss",
+    "per_sample_gram_loss",
+    "total_variation",
+]

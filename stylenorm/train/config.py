@@ -153,6 +153,12 @@ class TrainConfig(RunConfig):
         "A random encoder's deeper features are much smaller, so without these its shallowest layer "
         "(colour) outweighs the layers that carry texture",
     )
+    loss_balance: Literal["none", "start"] = Field(
+        "none", description="start: divide each style layer's term by its value between the content and "
+        "the style images, and the content term by the content features' mean square, measured once on "
+        "the first content images before training, so every layer counts and the weights read as "
+        "proportions (content 1, style 1–10); none: the raw terms (the papers' weights, 1e5 / 1e10)",
+    )
 
     @field_validator("style_layer_weights", mode="before")
     @classmethod
@@ -195,6 +201,13 @@ class _TransformerNetConfig(TrainConfig):
     output: Literal["sigmoid", "linear"] = Field(
         "sigmoid", description="the net's last activation: sigmoid, or linear (pytorch/examples; clamped to "
         "[0, 1] when serving, so saturated regions keep their gradient while training)",
+    )
+
+    init_from: Path | None = Field(
+        None, description="start from a trained fast or multistyle model folder instead of random weights "
+        "(a new run only; --resume wins): the convolutions are copied, and a one-style net's norm affine is "
+        "copied into every row of a multi-style table, so a multi-style net begins as that style's net and "
+        "learns the others' rows far sooner (Dumoulin et al.: the styles share all but the norm)",
     )
 
     @property

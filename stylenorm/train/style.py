@@ -24,19 +24,27 @@ from typing import Any
 
 import torch
 import torchvision.transforms.functional as TF
-from torch import Tensor
+from torch import Tensor, nn
 
 from stylenorm.data import DataError, ImageFolder, find_images, load_image
-from stylenorm.losses import content_loss, gram_matrix, gram_style_loss, mean_std_loss, total_variation
+from stylenorm.losses import (
+    content_loss,
+    gram_matrix,
+    gram_style_loss,
+    mean_std_loss,
+    per_sample_gram_loss,
+    total_variation,
+)
 from stylenorm.nets import AdaINNet, TransformerNet, VGGEncoder, hub_path, load_vgg_weights
 from stylenorm.nets.vgg import HED_FILE, hed_package_file
-from stylenorm.repository import ModelCard
+from stylenorm.repository import ModelCard, load_weights
 from stylenorm.train.config import GRAM_TAPS, AdaINConfig, FastConfig, MultistyleConfig, TrainConfig
 
 log = logging.getLogger(__name__)
 
 GRAM_CONTENT = "relu2_2"
 PREVIEW = 4  # samples per sample-grid row
+BALANCE_IMAGES = 8  # content images (the dataset's first) that --loss-balance start measures on
 _IMAGE_CONTRACT = "RGB float in [0, 1], (N, 3, H, W)"
 
 
@@ -46,7 +54,8 @@ def build_encoder(cfg: TrainConfig, depth: int, last: str, device: torch.device)
     if cfg.encoder == "random":
         log.warning(
             "training with the random encoder (seed %d): works offline, but expect lower quality than "
-            "with pretrained VGG weights", cfg.encoder_seed,
+            "with pretrained VGG weights",
+            cfg.encoder_seed,
         )
     load_vgg_weights(encoder, cfg.encoder_weights)
     return encoder.to(device).eval()
@@ -67,6 +76,11 @@ def _weights_source(cfg: TrainConfig, depth: int) -> str:
     return str(hub_path(depth))
 
 
+def reference_contents(ds: ImageFolder, device: torch.device, n: int = BALANCE_IMAGES) -> Tensor:
+    """The dataset's first n images, (n, 3, S, S), each with its index as crop seed: the same every run."""
+    return torch.stack([ds[(i, i)][0] for i in range(min(n, len(ds)))]).to(device)
+
+
 def _thumbnail(image: Tensor, size: int) -> Tensor:
     """(1, 3, h, w) -> (1, 3, size, size): shorter side to size, centre crop (for sample grids)."""
     image = TF.resize(image, size, antialias=True)
@@ -79,6 +93,41 @@ def _dataset_summary(ds: ImageFolder) -> dict[str, Any]:
         "images": len(ds),
         "skipped": len(ds.skipped),
         "skipped_files": [str(p) for p, _reason in ds.skipped[:20]],
+    }
+
+
+def init_from_model(net: nn.Module, folder: Path) -> None:
+    """Load a saved model's weights into net; a (C,) tensor fills every row of a (S, C) style table.
+
+    Every tensor of net must be found with a fitting shape, so a mismatched model is a clear error,
+    not a half-initialised net.
+    """
+    source = load_weights(folder)
+    state = net.state_dict()
+    problems = []
+    for key, target in state.items():
+        value = source.get(key)
+        if value is None:
+            problems.append(f"{key} missing")
+        elif value.shape == target.shape:
+            target.copy_(value)
+        elif target.dim() == 2 and value.shape == target.shape[1:]:
+            target.copy_(value.expand_as(target))
+        else:
+            problems.append(f"{key}: {tuple(value.shape)} does not fit {tuple(target.shape)}")
+    if problems:
+        raise DataError(f"--init-from {folder} does not fit this net: {'; '.join(problems[:5])}")
+    log.info("initialised from %s (%d tensors)", folder, len(state))
+
+
+def _balance_record(mode: str, scales: dict[str, Tensor]) -> dict[str, Any]:
+    """The card's record of --loss-balance: the mode and the divisors it measured."""
+    if mode == "none":
+        return {"mode": mode}
+    return {
+        "mode": mode,
+        "reference_images": BALANCE_IMAGES,
+        "divisors": {k: [round(float(x), 6) for x in v.flatten()] for k, v in scales.items()},
     }
 
 
@@ -124,9 +173,39 @@ class _GramRecipe:
         self.style_grams = {t: torch.cat(g) for t, g in grams.items()}  # (S, C, C) per tap
         self.style_thumbs = torch.cat(thumbs)  # (S, 3, size, size)
         self.layer_weights = cfg.layer_weights()
+        self.scales = self._balance(device)
         self.model = self._net().to(device)
+        if cfg.init_from is not None:
+            init_from_model(self.model, cfg.init_from)
         self.trainable = self.net = self.model
         self._preview: tuple[Tensor, Tensor, Tensor] | None = None
+
+    def _balance(self, device: torch.device) -> dict[str, Tensor]:
+        """What each term is divided by: {tap: (S,) per style, "content": ()}; all ones without balancing.
+
+        ``--loss-balance start``: a style layer's term by its Gram loss between the reference contents
+        and that style (per style, so a faint style counts as much as a loud one), the content term by
+        the mean square of the contents' features (the loss of an output with none of them).
+        """
+        n_styles = len(self.style_paths)
+        ones = {t: torch.ones(n_styles, device=device) for t in GRAM_TAPS}
+        if self.config.loss_balance == "none":
+            return {**ones, "content": torch.ones((), device=device)}
+        with torch.no_grad():
+            feats = self.encoder(reference_contents(self.datasets["content"], device), GRAM_TAPS)
+            scales = {
+                t: torch.stack(
+                    [gram_style_loss(feats[t], self.style_grams[t][s : s + 1]) for s in range(n_styles)]
+                )
+                for t in GRAM_TAPS
+            }
+            scales["content"] = feats[GRAM_CONTENT].float().square().mean()
+        log.info(
+            "loss balance (start): content %.3g; style per layer (mean over styles) %s",
+            float(scales["content"]),
+            ", ".join(f"{t} {float(v.mean()):.3g}" for t, v in scales.items() if t != "content"),
+        )
+        return scales
 
     def _net(self) -> TransformerNet:
         return TransformerNet(**self._arguments())
@@ -143,12 +222,15 @@ class _GramRecipe:
         feats = self.encoder(y, GRAM_TAPS)
         with torch.no_grad():
             target = self.encoder(x, (GRAM_CONTENT,))[GRAM_CONTENT]
-        rows = slice(None) if styles is None else styles
+        rows = torch.zeros(x.shape[0], dtype=torch.long, device=x.device) if styles is None else styles
         style = sum(
-            w * gram_style_loss(feats[t], self.style_grams[t][rows]) for t, w in self.layer_weights.items()
+            w * (per_sample_gram_loss(feats[t], self.style_grams[t][rows]) / self.scales[t][rows]).mean()
+            for t, w in self.layer_weights.items()
         )
         terms = {
-            "content": cfg.content_weight * content_loss(feats[GRAM_CONTENT], target),
+            "content": cfg.content_weight
+            * content_loss(feats[GRAM_CONTENT], target)
+            / self.scales["content"],
             "style": cfg.style_weight * style,
         }
         if cfg.tv_weight > 0:
@@ -198,8 +280,10 @@ class _GramRecipe:
                 "content_layer": GRAM_CONTENT,
                 "weights": _weights_source(cfg, self.depth),
             },
+            "loss_balance": _balance_record(cfg.loss_balance, self.scales),
             "data": {"content": _dataset_summary(self.datasets["content"])},
             "style_files": [str(p) for p in self.style_paths],
+            "init_from": None if cfg.init_from is None else str(cfg.init_from),
             "style_size": cfg.style_size or "original",
         }
 
@@ -253,7 +337,36 @@ class AdaINRecipe:
             name: ImageFolder(folder, cfg.image_size, "random", cfg.load_size, what=f"{name} folder")
             for name, folder in (("content", cfg.content), ("style", cfg.style))
         }
+        self.scales = self._balance(device)
         self._preview: tuple[Tensor, Tensor, Tensor] | None = None
+
+    def _balance(self, device: torch.device) -> dict[str, Tensor]:
+        """What each term is divided by: {tap: (), "content": ()}; all ones without balancing.
+
+        ``--loss-balance start``: a style layer's term by its mean/std loss between the reference contents
+        and the reference styles (every pair), the content term by the mean square of AdaIN's target t.
+        """
+        one = torch.ones((), device=device)
+        if self.config.loss_balance == "none":
+            return {**{t: one for t in self.taps}, "content": one}
+        model = self.model
+        with torch.no_grad():
+            contents = model.encoder(reference_contents(self.datasets["content"], device), self.taps)
+            styles = model.encoder(reference_contents(self.datasets["style"], device), self.taps)
+            n = len(styles[self.last])
+            scales = {
+                t: torch.stack([mean_std_loss(contents[t], styles[t][i : i + 1]) for i in range(n)]).mean()
+                for t in self.taps
+            }
+            k = min(n, len(contents[self.last]))
+            target = model.transfer(contents[self.last][:k], styles[self.last][:k])
+            scales["content"] = target.float().square().mean()
+        log.info(
+            "loss balance (start): content %.3g; style per layer %s",
+            float(scales["content"]),
+            ", ".join(f"{t} {float(scales[t]):.3g}" for t in self.taps),
+        )
+        return scales
 
     def loss(self, batch: dict[str, Tensor], step: int) -> tuple[Tensor, dict[str, Tensor]]:
         """content MSE(enc(g(t)), t) at the last layer + Σ_taps mean/std loss, each weighted."""
@@ -267,13 +380,16 @@ class AdaINRecipe:
         decoded = self.net(torch.cat([t, content_feat]) if identity else t)  # one decoder pass for both
         output = decoded[: len(t)]
         feats = model.encoder(output, self.taps)
-        style_loss = sum(w * mean_std_loss(feats[k], style_feats[k]) for k, w in self.layer_weights.items())
+        style_loss = sum(
+            w * mean_std_loss(feats[k], style_feats[k]) / self.scales[k]
+            for k, w in self.layer_weights.items()
+        )
         terms = {
-            "content": cfg.content_weight * content_loss(feats[self.last], t),
+            "content": cfg.content_weight * content_loss(feats[self.last], t) / self.scales["content"],
             "style": cfg.style_weight * style_loss,
         }
         if identity:
-            terms["identity"] = cfg.identity_weight * (decoded[len(t):] - content).square().mean()
+            terms["identity"] = cfg.identity_weight * (decoded[len(t) :] - content).square().mean()
         if cfg.tv_weight > 0:
             terms["tv"] = cfg.tv_weight * total_variation(output)
         k = min(PREVIEW, content.shape[0])
@@ -314,6 +430,7 @@ class AdaINRecipe:
                 "content_layer": self.last,
                 "weights": _weights_source(cfg, self.depth),
             },
+            "loss_balance": _balance_record(cfg.loss_balance, self.scales),
             "data": {name: _dataset_summary(ds) for name, ds in self.datasets.items()},
             "load_size": cfg.load_size,
         }

@@ -20,6 +20,7 @@ from stylenorm import models
 from stylenorm.cli import main
 from stylenorm.data import DataError
 from stylenorm.errors import MissingWeightsError
+from stylenorm.losses import gram_matrix
 from stylenorm.nets import AdaINNet, TransformerNet
 from stylenorm.train import ConfigError, TrainResult, build_recipe, make_config, train
 from tests.data.drawing import add_corrupt_files, draw_image, image_folder
@@ -48,9 +49,17 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> Data:
 def settings(data: Data, recipe: str, out: Path, **extra: Any) -> dict[str, Any]:
     """Tiny, fast settings for recipe writing to out."""
     base: dict[str, Any] = {
-        "content": data.content, "out": out, "run_dir": out.parent / "runs" / out.name,
-        "steps": STEPS, "batch_size": 2, "image_size": 32,
-        "encoder": "random", "workers": 0, "log_every": 1, "sample_every": 3, "checkpoint_every": 3,
+        "content": data.content,
+        "out": out,
+        "run_dir": out.parent / "runs" / out.name,
+        "steps": STEPS,
+        "batch_size": 2,
+        "image_size": 32,
+        "encoder": "random",
+        "workers": 0,
+        "log_every": 1,
+        "sample_every": 3,
+        "checkpoint_every": 3,
     }
     if recipe == "fast":
         base["style"] = data.style
@@ -135,6 +144,95 @@ def test_adain_identity_loss_is_the_pixel_error_of_decoding_the_content(data: Da
 # ------------------------------------------------------------------------------ exact resume
 
 
+@pytest.mark.parametrize("recipe", ["multistyle", "adain"])
+def test_loss_balance_start_divides_each_term_by_its_value_on_the_reference_images(
+    recipe: str, data: Data, tmp_path: Path
+) -> None:
+    """--loss-balance start: each style layer's term is divided by its value between the reference
+    contents and the style (per style for the Gram recipes), the content term by a measured scale; the
+    same batch, the same net, so balanced term = raw term / divisor, layer by layer."""
+    extra = {"load_size": 32} if recipe == "adain" else {}
+    cpu = torch.device("cpu")
+
+    def build(balance: str, layer: int) -> Any:
+        torch.manual_seed(0)
+        weights = [float(i == layer) for i in range(4)]
+        options = settings(
+            data, recipe, tmp_path / "m", loss_balance=balance, style_layer_weights=weights, **extra
+        )
+        return build_recipe(make_config(recipe, options), cpu)
+
+    plain = build("none", 0)
+    batch = {name: torch.stack([ds[i][0] for i in range(2)]) for name, ds in plain.datasets.items()}
+    index = torch.tensor([0, 2])
+    batch["style_index"] = index
+    for layer in range(4):
+        raw, balanced = build("none", layer), build("start", layer)
+        tap = raw.taps[layer] if recipe == "adain" else list(raw.layer_weights)[layer]
+        divisor = balanced.scales[tap]
+        assert (divisor > 0).all()
+        with torch.no_grad():
+            r_terms, b_terms = raw.loss(batch, 1)[1], balanced.loss(batch, 1)[1]
+        if recipe == "adain":
+            assert b_terms["style"].item() == pytest.approx(
+                r_terms["style"].item() / divisor.item(), rel=1e-4
+            )
+        else:  # per sample: each sample's Gram loss over its own style's divisor
+            assert divisor.shape == (3,)
+            if layer == 0:  # one divisor per style (the deepest random-VGG taps die at 32 px)
+                assert not torch.allclose(divisor, divisor[0].expand(3))
+            with torch.no_grad():
+                y = raw.net(batch["content"], index)
+                feats = raw.encoder(y, (tap,))[tap]
+                grams = raw.style_grams[tap][index]
+                per_sample = [(gram_matrix(feats[i : i + 1]) - grams[i]).square().mean() for i in range(2)]
+            want = (
+                raw.config.style_weight
+                * sum(p / divisor[s] for p, s in zip(per_sample, index, strict=True))
+                / 2
+            )
+            assert b_terms["style"].item() == pytest.approx(want.item(), rel=1e-4)
+        content_ratio = r_terms["content"].item() / b_terms["content"].item()
+        assert content_ratio == pytest.approx(balanced.scales["content"].item(), rel=1e-4)
+    # the style divisors are the losses between the reference contents and the style, measured directly
+    if recipe == "multistyle":
+        refs = torch.stack(
+            [balanced.datasets["content"][(i, i)][0] for i in range(len(balanced.datasets["content"]))]
+        )
+        tap = "relu2_2"
+        feats = balanced.encoder(refs, (tap,))[tap]
+        for s in range(3):
+            want = (gram_matrix(feats) - balanced.style_grams[tap][s]).square().mean()
+            assert balanced.scales[tap][s].item() == pytest.approx(want.item(), rel=1e-4)
+    assert build("start", 0).provenance()["loss_balance"]["mode"] == "start"
+
+
+def test_multistyle_init_from_a_fast_model_starts_every_style_as_that_model(
+    full_runs: dict[str, TrainResult], data: Data, tmp_path: Path
+) -> None:
+    """--init-from a one-style folder: a multi-style net whose every style gives the fast net's output."""
+    fast = models.load(full_runs["fast"].folder)
+    cfg = make_config(
+        "multistyle", settings(data, "multistyle", tmp_path / "m", init_from=full_runs["fast"].folder)
+    )
+    r = build_recipe(cfg, torch.device("cpu"))
+    x = torch.rand(1, 3, 32, 32)
+    with torch.no_grad():
+        want = fast.module(x)
+        for s in range(3):
+            torch.testing.assert_close(r.net(x, torch.tensor([s])), want, rtol=1e-5, atol=1e-5)
+    assert r.provenance()["init_from"] == str(full_runs["fast"].folder)
+    # a net that does not fit (AdaIN's decoder weights) is a clear error naming the folder
+    with pytest.raises(DataError, match="does not fit"):
+        build_recipe(
+            make_config(
+                "multistyle",
+                settings(data, "multistyle", tmp_path / "n", init_from=full_runs["adain"].folder),
+            ),
+            torch.device("cpu"),
+        )
+
+
 @pytest.mark.parametrize("recipe", RECIPES)
 def test_resume_continues_exactly(
     recipe: str, data: Data, full_runs: dict[str, TrainResult], tmp_path: Path
@@ -205,7 +303,8 @@ def test_a_linear_output_net_is_recorded_and_served_clamped(data: Data, tmp_path
 def test_adain_folder_records_its_encoder_and_stylizes(full_runs: dict[str, TrainResult]) -> None:
     loaded = models.load(full_runs["adain"].folder)
     assert loaded.card.arguments == {
-        "encoder": {"fmt": "random", "depth": 19, "last": "relu4_1", "seed": 0}, "eps": 1e-5,
+        "encoder": {"fmt": "random", "depth": 19, "last": "relu4_1", "seed": 0},
+        "eps": 1e-5,
     }
     assert loaded.card.styles == []
     assert isinstance(loaded.module, AdaINNet)
@@ -229,11 +328,34 @@ def test_the_cli_writes_a_sample_grid_and_a_loss_log(
     monkeypatch.chdir(tmp_path)  # the run folder defaults to runs/<name> in the working directory
     out = tmp_path / "models" / "candy"
     run = tmp_path / "runs" / "candy"
-    code = main([
-        "train", "fast", "--content", str(data.content), "--style", str(data.style), "--out", str(out),
-        "--steps", "3", "--batch-size", "2", "--image-size", "32", "--encoder", "random", "--workers", "1",
-        "--log-every", "1", "--sample-every", "2", "--tv-weight", "1",
-    ])
+    code = main(
+        [
+            "train",
+            "fast",
+            "--content",
+            str(data.content),
+            "--style",
+            str(data.style),
+            "--out",
+            str(out),
+            "--steps",
+            "3",
+            "--batch-size",
+            "2",
+            "--image-size",
+            "32",
+            "--encoder",
+            "random",
+            "--workers",
+            "1",
+            "--log-every",
+            "1",
+            "--sample-every",
+            "2",
+            "--tv-weight",
+            "1",
+        ]
+    )
     assert code == 0
     prov = models.load("candy", models_dir=out.parent).card.provenance
     assert prov["command"] and prov["run_dir"] == "runs/candy"
@@ -275,10 +397,20 @@ def test_missing_encoder_weights_name_the_file(
     cfg = make_config("adain", settings(data, "adain", tmp_path / "m", encoder="normalised"))
     with pytest.raises(MissingWeightsError, match=r"vgg_normalised\.pth"):
         train(cfg, build_recipe)
-    code = main([
-        "train", "adain", "--content", str(data.content), "--style", str(data.styles),
-        "--out", str(tmp_path / "m"), "--image-size", "32",
-    ])
+    code = main(
+        [
+            "train",
+            "adain",
+            "--content",
+            str(data.content),
+            "--style",
+            str(data.styles),
+            "--out",
+            str(tmp_path / "m"),
+            "--image-size",
+            "32",
+        ]
+    )
     assert code == 2
     err = capsys.readouterr().err
     assert "stylenorm train: error:" in err and "vgg_normalised.pth" in err and "--encoder random" in err
@@ -289,10 +421,20 @@ def test_an_empty_content_folder_is_a_clear_error(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     (tmp_path / "empty").mkdir()
-    code = main([
-        "train", "fast", "--content", str(tmp_path / "empty"), "--style", str(data.style),
-        "--out", str(tmp_path / "m"), "--encoder", "random",
-    ])
+    code = main(
+        [
+            "train",
+            "fast",
+            "--content",
+            str(tmp_path / "empty"),
+            "--style",
+            str(data.style),
+            "--out",
+            str(tmp_path / "m"),
+            "--encoder",
+            "random",
+        ]
+    )
     assert code == 2
     assert "holds no images" in capsys.readouterr().err
 
