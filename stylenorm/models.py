@@ -46,18 +46,26 @@ def _multistyle(card: ModelCard) -> nn.Module:
 
 
 def encoder_from(arguments: dict[str, Any]) -> VGGEncoder:
-    """The VGG encoder an AdaIN card describes: {'encoder': {'fmt', 'depth', 'last', 'seed'}}."""
+    """The VGG encoder an AdaIN or optimise card describes: {'encoder': {'fmt', 'depth', 'last', 'seed'}}."""
     spec = dict(arguments.get("encoder", {}))
     fmt = spec.get("fmt", "normalised")
     return VGGEncoder(
-        depth=spec.get("depth", 16 if fmt == "hed" else 19), last=spec.get("last", "relu4_1"),
-        fmt=fmt, seed=spec.get("seed", 0),
+        depth=spec.get("depth", 16 if fmt == "hed" else 19),
+        last=spec.get("last", "relu4_1"),
+        fmt=fmt,
+        seed=spec.get("seed", 0),
     )
 
 
 def _adain(card: ModelCard) -> nn.Module:
     args = card.arguments
     return AdaINNet(encoder_from(args), eps=args.get("eps", 1e-5), unbiased=args.get("unbiased", False))
+
+
+def _optimise(card: ModelCard) -> nn.Module:
+    from stylenorm.optimise import OptimisationModel
+
+    return OptimisationModel(encoder_from(card.arguments))
 
 
 def _color(card: ModelCard) -> nn.Module:
@@ -94,6 +102,7 @@ BUILDERS: dict[str, Callable[[ModelCard], nn.Module]] = {
     "fast": _fast,
     "multistyle": _multistyle,
     "adain": _adain,
+    "optimise": _optimise,
     "color": _color,
     "spade": _spade,
     "cgan": _cgan,
@@ -127,7 +136,12 @@ def weights_to_save(card: ModelCard, model: nn.Module) -> dict[str, torch.Tensor
                 return part.state_dict()
         return model.state_dict()
     state = model.state_dict()
-    if card.architecture == "adain" and isinstance(model, AdaINNet) and model.encoder.fmt == "random":
+    encoder = getattr(model, "encoder", None)
+    if (
+        card.architecture in ("adain", "optimise")
+        and isinstance(encoder, VGGEncoder)
+        and encoder.fmt == "random"
+    ):
         state = {k: v for k, v in state.items() if not k.startswith("encoder.")}
     return state
 

@@ -64,8 +64,9 @@ def _square(image: Tensor, size: int) -> Tensor:
     side = min(h, w)
     top, left = (h - side) // 2, (w - side) // 2
     crop = image[:, :, top : top + side, left : left + side]
-    return torch.nn.functional.interpolate(crop, size=(size, size), mode="bilinear", antialias=True,
-                                           align_corners=False).clamp(0, 1)
+    return torch.nn.functional.interpolate(
+        crop, size=(size, size), mode="bilinear", antialias=True, align_corners=False
+    ).clamp(0, 1)
 
 
 def _expand(paths: list[str]) -> list[str]:
@@ -91,8 +92,10 @@ def _style_image(model: LoadedModel, style: str, size: int) -> Tensor | None:
     """The picture of a style: a file, a gallery image, or None (a multistyle row without a thumbnail)."""
     if Path(style).is_file():
         if model.card.architecture == "multistyle" and Path(style).stem not in model.card.styles:
-            raise SpecError(f"{Path(style).name} is not named after a style of {model.card.name!r} "
-                            f"({', '.join(model.card.styles)})")
+            raise SpecError(
+                f"{Path(style).name} is not named after a style of {model.card.name!r} "
+                f"({', '.join(model.card.styles)})"
+            )
         return resize_to(load_image(style), size * 2)
     thumb = model.folder / "styles" / f"{style}.png"
     if style in model.card.styles and thumb.is_file():
@@ -119,8 +122,9 @@ def contact_sheet(
         raise SpecError(f"a {arch} model needs styles for its sheet's columns")
     encoder = metric_encoder(encoder)
     cell = size + _PAD
-    sheet = Image.new("RGB", (cell * (len(columns) + 1) + _PAD, (cell + _LABEL) * (len(contents) + 1)),
-                      "white")
+    sheet = Image.new(
+        "RGB", (cell * (len(columns) + 1) + _PAD, (cell + _LABEL) * (len(contents) + 1)), "white"
+    )
     draw = ImageDraw.Draw(sheet)
     pictures = {s: _style_image(model, s, size) if s is not None else None for s in columns}
     for j, s in enumerate(columns, start=1):
@@ -218,13 +222,17 @@ def _run(args: argparse.Namespace) -> int:
         sheet, cells = contact_sheet(model, contents, styles, args.size, args.alpha, encoder)
     sheet.save(args.out)  # a fresh PIL image: no metadata to strip
     for c in cells:
-        print(f"{c.content:>24} × {c.style:<24} rel. style distance {c.relative_style_distance:.3f}  "
-              f"content distance {c.content_distance:.3f}  SSIM {c.ssim:.3f}")
+        print(
+            f"{c.content:>24} × {c.style:<24} rel. style distance {c.relative_style_distance:.3f}  "
+            f"content distance {c.content_distance:.3f}  SSIM {c.ssim:.3f}"
+        )
     summary = summarize(cells)
-    print(f"mean ({args.metric_encoder} VGG): "
-          f"relative style distance {summary['relative_style_distance']:.3f}, "
-          f"content distance {summary['content_distance']:.3f}, SSIM {summary['ssim']:.3f} "
-          f"over {summary['cells']} cells -> {args.out}")
+    print(
+        f"mean ({args.metric_encoder} VGG): "
+        f"relative style distance {summary['relative_style_distance']:.3f}, "
+        f"content distance {summary['content_distance']:.3f}, SSIM {summary['ssim']:.3f} "
+        f"over {summary['cells']} cells -> {args.out}"
+    )
     if args.metrics_json:
         report = {"encoder": args.metric_encoder, "summary": summary, "cells": [asdict(c) for c in cells]}
         Path(args.metrics_json).write_text(json.dumps(report, indent=2))
@@ -235,17 +243,23 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register ``stylenorm sheet``."""
     p = subparsers.add_parser("sheet", help="content × style contact sheet with quality numbers")
     p.add_argument("--model", required=True, help="model name (in --models-dir) or folder")
-    p.add_argument("--content", nargs="+", required=True,
-                   help="content images or folders (label maps for a spade model)")
-    p.add_argument("--reference", nargs="*",
-                   help="spade: the real images of the label maps (matched by file stem)")
+    p.add_argument(
+        "--content", nargs="+", required=True, help="content images or folders (label maps for a spade model)"
+    )
+    p.add_argument(
+        "--reference", nargs="*", help="spade: the real images of the label maps (matched by file stem)"
+    )
     p.add_argument("--style", nargs="*", help="style images, folders, or gallery names of the model")
     p.add_argument("--size", type=int, default=256, help="cell size in pixels (default 256)")
     p.add_argument("--alpha", type=float, default=1.0, help="content-style trade-off (adain, color)")
     p.add_argument("--models-dir", default=None, help=MODELS_DIR_HELP)
     p.add_argument("--metrics-json", default=None, help="also write the numbers as JSON")
-    p.add_argument("--metric-encoder", choices=METRIC_ENCODERS, default="hed",
-                   help="features of the distances: hed, the pretrained VGG-16 (default), or random, the "
-                   "seeded random VGG-19 the first models were scored with")
+    p.add_argument(
+        "--metric-encoder",
+        choices=METRIC_ENCODERS,
+        default="hed",
+        help="features of the distances: hed, the pretrained VGG-16 (default), or random, the "
+        "seeded random VGG-19 the first models were scored with",
+    )
     p.add_argument("--out", required=True, help="the sheet (PNG/JPEG/WebP)")
     p.set_defaults(func=_run)

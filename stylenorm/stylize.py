@@ -9,6 +9,7 @@ family     styles                         options
 fast       none (baked into the weights)  preserve_color (luminance only), tile
 multistyle names from ``card.styles``     style_weights (mixing), preserve_color, tile
 adain      images or cached (mean, std)   style_weights, alpha, masks, preserve_color (CORAL), tile
+optimise   images (Gatys et al.: slow)    style_weights, masks, preserve_color (luminance), optimise
 color      one image                      alpha
 ========== ============================== ==========================================
 
@@ -35,10 +36,12 @@ from stylenorm.errors import ShapeError, SpecError, StylenormError
 from stylenorm.models import LoadedModel
 from stylenorm.nets.adain import AdaINNet, StyleStats, coral
 from stylenorm.nets.transformer import TransformerNet
+from stylenorm.optimise import OptimisationModel, OptimiseOptions
+from stylenorm.optimise import optimise as run_optimisation
 from stylenorm.tiling import DEFAULT_TILE, MIN_TILE, adain_stylize_tiled, tiled_style_stats, transformer_tiled
 
 MIN_SIDE = 16  # the smallest image side every family handles (reflection pads need a few pixels per level)
-ARCHITECTURES = ("fast", "multistyle", "adain", "color")
+ARCHITECTURES = ("fast", "multistyle", "adain", "optimise", "color")
 
 
 class UnknownStyle(StylenormError, KeyError):
@@ -219,6 +222,8 @@ def stylize(
     *,
     cache: StyleCache | None = None,
     half: bool = False,
+    optimise: OptimiseOptions | None = None,
+    progress: Callable[[int, int, float], None] | None = None,
 ) -> Tensor:
     """Stylize content (1, 3, H, W) in [0, 1] with a repository model -> (1, 3, H, W) float32 in [0, 1].
 
@@ -230,7 +235,8 @@ def stylize(
     content (0) to full style (1). ``tile`` (pixels) runs exact tiles;
     ``max_untiled_pixels`` switches to tiles of DEFAULT_TILE above that many
     pixels. ``cache`` keeps AdaIN style statistics; ``half`` runs in float16
-    autocast (CUDA only). The result is on content's device.
+    autocast (CUDA only). ``optimise`` (options) and ``progress(i, n, loss)``
+    are for optimise models only. The result is on content's device.
     """
     arch = model.card.architecture
     if arch not in ARCHITECTURES:
@@ -252,6 +258,10 @@ def stylize(
     device = model_device(model)
     if half and device.type != "cuda":
         raise SpecError(f"half precision needs a model on a CUDA device; this one is on {device}")
+    if arch == "optimise":  # gradients through the encoder: outside inference mode
+        _refuse(arch, alpha=None if alpha == 1.0 else alpha, tile=tile, half=half)
+        return _run_optimise(model, content, styles, style_weights, preserve_color, masks, optimise, progress)
+    _refuse(arch, optimise=optimise, progress=progress)
     precision = torch.autocast("cuda", dtype=torch.float16) if half else contextlib.nullcontext()
     with torch.inference_mode(), precision:
         options = (style_weights, alpha, preserve_color, masks)
@@ -265,8 +275,15 @@ def stylize(
 
 
 def _run_transformer(
-    model: LoadedModel, content: Tensor, styles: list, weights: Sequence[float] | None, alpha: float,
-    preserve_color: bool, masks: Sequence[Tensor] | None, tile: int | None, device: torch.device,
+    model: LoadedModel,
+    content: Tensor,
+    styles: list,
+    weights: Sequence[float] | None,
+    alpha: float,
+    preserve_color: bool,
+    masks: Sequence[Tensor] | None,
+    tile: int | None,
+    device: torch.device,
 ) -> Tensor:
     arch, net = model.card.architecture, model.module
     assert isinstance(net, TransformerNet)
@@ -283,10 +300,40 @@ def _run_transformer(
     return preserve_colors(out.float(), content) if preserve_color else out
 
 
+def _run_optimise(
+    model: LoadedModel,
+    content: Tensor,
+    styles: list,
+    weights: Sequence[float] | None,
+    preserve_color: bool,
+    masks: Sequence[Tensor] | None,
+    options: OptimiseOptions | None,
+    progress: Callable[[int, int, float], None] | None,
+) -> Tensor:
+    net = model.module
+    assert isinstance(net, OptimisationModel)
+    images = [_check_image(s, f"style {i + 1}") for i, s in enumerate(_resolve_names(model, styles))]
+    if not images:
+        raise SpecError(f"optimise model {model.card.name!r} needs at least one style image")
+    weights = _check_weights(weights, len(images))
+    if masks is not None:
+        masks = [m.reshape(1, 1, *m.shape[-2:]).float() for m in masks]
+    out = run_optimisation(net, content, images, weights, masks, options, progress).to(content.device)
+    return preserve_colors(out, content) if preserve_color else out
+
+
 def _run_adain(
-    model: LoadedModel, content: Tensor, styles: list, weights: Sequence[float] | None, alpha: float,
-    preserve_color: bool, masks: Sequence[Tensor] | None, tile: int | None, device: torch.device,
-    cache: StyleCache | None, max_untiled_pixels: int | None,
+    model: LoadedModel,
+    content: Tensor,
+    styles: list,
+    weights: Sequence[float] | None,
+    alpha: float,
+    preserve_color: bool,
+    masks: Sequence[Tensor] | None,
+    tile: int | None,
+    device: torch.device,
+    cache: StyleCache | None,
+    max_untiled_pixels: int | None,
 ) -> Tensor:
     net = model.module
     assert isinstance(net, AdaINNet)
@@ -352,7 +399,11 @@ def _resolve_names(model: LoadedModel, styles: list) -> list:
 
 
 def _adain_stats(
-    model: LoadedModel, net: AdaINNet, style: Tensor, tile: int | None, device: torch.device,
+    model: LoadedModel,
+    net: AdaINNet,
+    style: Tensor,
+    tile: int | None,
+    device: torch.device,
     cache: StyleCache | None,
 ) -> StyleStats:
     """(mean, std) of one style image: from the cache, else encoded (in tiles when tile is set)."""
@@ -368,8 +419,14 @@ def _adain_stats(
 
 
 def _run_color(
-    model: LoadedModel, content: Tensor, styles: list, weights: Sequence[float] | None, alpha: float,
-    preserve_color: bool, masks: Sequence[Tensor] | None, device: torch.device,
+    model: LoadedModel,
+    content: Tensor,
+    styles: list,
+    weights: Sequence[float] | None,
+    alpha: float,
+    preserve_color: bool,
+    masks: Sequence[Tensor] | None,
+    device: torch.device,
 ) -> Tensor:
     # pixelwise with global statistics: tiling would not change a thing, so it is not needed here
     _refuse("color", style_weights=weights, masks=masks, preserve_color=preserve_color)

