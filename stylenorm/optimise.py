@@ -47,7 +47,7 @@ class OptimiseOptions:
 
     iterations: int = 100
     content_weight: float = 1.0
-    style_weight: float = 20.0
+    style_weight: float = 5.0
     style_loss: StyleLoss = "gram"
     optimizer: Optimizer = "lbfgs"
     lr: float | None = None  # default: 1 for L-BFGS (its line search scales the step), 0.1 for Adam

@@ -372,9 +372,9 @@ def test_transforms_are_cached_by_profile() -> None:
 
 
 def test_the_server_decodes_uploads_to_srgb() -> None:
-    app = pytest.importorskip("stylenorm.server.app")
+    uploads = pytest.importorskip("stylenorm.server.uploads")
     data = encode(Image.fromarray(patches()), icc_profile=P3)
-    got = centres(app._decode(data, "content", 10**6))
+    got = centres(uploads.decode_upload(data, "content", 10**6))
     np.testing.assert_allclose(got, expected_srgb(COLOURS, P3_PRIMARIES, srgb_decode) * 255.0, atol=2.0)
     jpeg = encode(Image.fromarray(patches()), "JPEG", icc_profile=P3, quality=100, subsampling=0)
-    np.testing.assert_allclose(centres(app._decode(jpeg, "content", 10**6)), got, atol=4.0)
+    np.testing.assert_allclose(centres(uploads.decode_upload(jpeg, "content", 10**6)), got, atol=4.0)

@@ -1,6 +1,7 @@
 """The FastAPI application: ``create_app(settings) -> FastAPI``.
 
 Routes: ``POST /v1/stylize``, ``POST /v1/synthesize``, ``POST /v1/generate``,
+``POST /v1/optimise`` with ``GET``/``DELETE /v1/jobs/{id}`` (:mod:`.optimise_routes`),
 ``GET /v1/models``, ``GET /v1/models/{name}``,
 ``GET /v1/models/{name}/styles/{style}/thumbnail``, ``GET /healthz``,
 ``GET /readyz``, ``GET /metrics`` and the web page at ``/``. Models load in
@@ -14,7 +15,6 @@ import base64
 import hashlib
 import json
 import logging
-import math
 import secrets
 import threading
 from collections import OrderedDict
@@ -40,14 +40,15 @@ from stylenorm.imageio import (
     ImageError,
     encode_image,
     load_image,
-    load_mask,
     open_image,
     resize_mask,
 )
 from stylenorm.server import errors
 from stylenorm.server.engine import Engine, StyleRef, StylizeWork
 from stylenorm.server.errors import ApiError, error_body
+from stylenorm.server.jobs import JobRunner
 from stylenorm.server.metrics import CONTENT_TYPE, Metrics, MetricsMiddleware
+from stylenorm.server.optimise_routes import MAX_OPTIMISE_STYLES, add_optimise_routes
 from stylenorm.server.registry import Registry, ServedModel, library_function
 from stylenorm.server.request_id import RequestIdMiddleware
 from stylenorm.server.schemas import (
@@ -65,6 +66,7 @@ from stylenorm.server.schemas import (
     UnavailableModel,
 )
 from stylenorm.server.settings import Settings
+from stylenorm.server.uploads import check_weights, decode_mask, decode_upload, with_field
 from stylenorm.stylize import MIN_SIDE, resize_to
 
 log = logging.getLogger("stylenorm.server")
@@ -245,47 +247,6 @@ def arrived(request: Request) -> float | None:
     return request.scope.get("stylenorm.arrived")
 
 
-def _with_field(exc: ImageError, field: str) -> ImageError:
-    """The same kind of image error, its message prefixed by the form field it came from."""
-    return type(exc)(f"{field}: {exc}")
-
-
-def _decode(data: bytes, field: str, max_pixels: int) -> torch.Tensor:
-    if not data:
-        raise ApiError(422, "corrupt_image", f"{field}: the upload is empty (0 bytes)")
-    try:
-        return load_image(data, max_pixels, WEB_FORMATS)
-    except ImageError as exc:
-        raise _with_field(exc, field) from exc
-
-
-def _decode_mask(data: bytes, field: str, size: tuple[int, int], max_pixels: int) -> torch.Tensor:
-    if not data:
-        raise ApiError(422, "corrupt_image", f"{field}: the upload is empty (0 bytes)")
-    try:
-        open_image(data, max_pixels, WEB_FORMATS).close()  # the format allow-list and pixel limit first
-        return load_mask(data, size, max_pixels)
-    except ImageError as exc:
-        raise _with_field(exc, field) from exc
-
-
-def _check_weights(weights: list[float] | None, count: int) -> list[float] | None:
-    if not weights:
-        return None
-    if len(weights) != count:
-        raise ApiError(
-            422,
-            "invalid_parameters",
-            f"got {len(weights)} weights for {count} styles; give one weight per style, "
-            "uploaded files first, then named styles",
-        )
-    if any(not math.isfinite(w) or w < 0 for w in weights) or sum(weights) <= 0:
-        raise ApiError(
-            422, "invalid_parameters", f"weights must be finite, non-negative, not all 0; got {weights}"
-        )
-    return [float(w) for w in weights]
-
-
 def stylize_options(served: ServedModel) -> StylizeOptions:
     """What /v1/stylize takes for this model (the web page builds its controls from it)."""
     card = served.loaded.card
@@ -313,14 +274,14 @@ def stylize_options(served: ServedModel) -> StylizeOptions:
             preserve_color=True,
             masks=False,
         )
-    if arch == "adain":
+    if arch in ("adain", "optimise"):
         return StylizeOptions(
             named_styles=named,
             uploaded_styles=True,
-            max_styles=MAX_STYLES,
+            max_styles=MAX_STYLES if arch == "adain" else MAX_OPTIMISE_STYLES,
             min_styles=1,
             weights=True,
-            alpha=True,
+            alpha=arch == "adain",
             preserve_color=True,
             masks=True,
         )
@@ -383,7 +344,7 @@ def _check_stylize(
         raise ApiError(422, bad, f"{arch} models take at most {opts.max_styles} style(s); got {total}")
     if weights and not opts.weights:
         raise ApiError(422, bad, f"{arch} models take no style weights")
-    checked = _check_weights(weights, total)
+    checked = check_weights(weights, total)
     if alpha != 1.0 and not opts.alpha:
         raise ApiError(422, bad, f"{arch} models take no alpha (it must be 1)")
     if preserve_color and not opts.preserve_color:
@@ -421,6 +382,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         max_pixels=settings.max_pixels,
         style_cache_size=settings.style_cache_size,
         metrics=metrics,
+    )
+    jobs = JobRunner(
+        max_queued=settings.optimise_queue_size,
+        keep_s=settings.job_keep_s,
+        max_kept=settings.job_max_kept,
+        time_limit_s=settings.optimise_time_limit_s,
     )
     thumbnails: OrderedDict[tuple[str, str], bytes] = OrderedDict()
 
@@ -469,6 +436,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
             tune_cpu_allocator()
         engine.start()
+        jobs.start()
         # load in the background: /healthz answers at once, /readyz turns 200 when loading is done
         threading.Thread(target=load_models, name="stylenorm-loader", daemon=True).start()
         log.info(
@@ -480,6 +448,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             settings.queue_size,
         )
         yield
+        await run_in_threadpool(jobs.stop)
         await run_in_threadpool(engine.stop)
         metrics.close()
 
@@ -504,6 +473,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.registry = registry
     app.state.engine = engine
+    app.state.jobs = jobs
     app.state.metrics = metrics
     errors.install(app)
 
@@ -585,7 +555,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 for s in card.styles
                 if has_thumbnail(served, s)
             },
-            options=stylize_options(served) if served.kind == "stylize" else None,
+            options=stylize_options(served) if served.kind in ("stylize", "optimise") else None,
             classes=classes,
             palette=palette,
             size=size,
@@ -717,10 +687,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         arch = served.loaded.card.architecture
 
         def prepare() -> StylizeWork:
-            image = _decode(content_bytes, "content", settings.max_pixels)
+            image = decode_upload(content_bytes, "content", settings.max_pixels)
             original = (int(image.shape[2]), int(image.shape[3]))
             masks = [
-                _decode_mask(b, f"mask {i + 1}", original, settings.max_pixels)
+                decode_mask(b, f"mask {i + 1}", original, settings.max_pixels)
                 for i, b in enumerate(mask_bytes)
             ] or None
             image = resize_to(image, min(max_side or settings.max_side, settings.max_side))
@@ -740,7 +710,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 image_s = None
                 if not cached or (preserve_color and arch == "adain"):
                     image_s = resize_to(
-                        _decode(data, f"style {i + 1}", settings.max_pixels), settings.style_max_side
+                        decode_upload(data, f"style {i + 1}", settings.max_pixels), settings.style_max_side
                     )
                     if min(image_s.shape[2:]) < MIN_SIDE:
                         raise ApiError(
@@ -824,12 +794,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             try:
                 open_image(label_bytes, settings.max_pixels, WEB_FORMATS).close()
             except ImageError as exc:
-                raise _with_field(exc, "labels") from exc
+                raise with_field(exc, "labels") from exc
             label_map = labels_from_image(served.loaded, label_bytes, settings.max_pixels)
             style_img = None
             if style_bytes is not None:
                 style_img = resize_to(
-                    _decode(style_bytes, "style", settings.max_pixels), settings.style_max_side
+                    decode_upload(style_bytes, "style", settings.max_pixels), settings.style_max_side
                 )
             return label_map, style_img
 
@@ -931,6 +901,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             images=await run_in_threadpool(encode_all),
         )
 
+    add_optimise_routes(v1, settings, registry, jobs)
     app.include_router(v1)
 
     # ------------------------------------------------------------------ operations

@@ -36,7 +36,10 @@ ERROR_TABLE: tuple[tuple[int, str, str], ...] = (
     (404, "unknown_style", "the style name is not one of the model's styles"),
     (404, "unknown_class", "the class name is not one of the model's classes"),
     (404, "no_model", "no model of the kind this endpoint needs (spade, cgan) is loaded"),
+    (404, "unknown_job", "no such optimisation job, or it finished longer ago than job_keep_s"),
     (405, "method_not_allowed", "wrong HTTP method for the route"),
+    (409, "not_done", "the job has not finished yet; retry after Retry-After seconds"),
+    (409, "cancelled", "the job was cancelled"),
     (413, "payload_too_large", "the request body is larger than max_upload_bytes"),
     (413, "image_too_large", "an image has more pixels than max_pixels, or is a decompression bomb"),
     (415, "unsupported_media_type", "an upload is not a PNG, JPEG or WebP image"),
@@ -45,7 +48,12 @@ ERROR_TABLE: tuple[tuple[int, str, str], ...] = (
     (500, "internal_error", "a bug: the traceback is in the server log"),
     (503, "queue_full", "the inference queue is full; retry after Retry-After seconds"),
     (503, "not_ready", "models are still loading; retry after Retry-After seconds"),
-    (504, "deadline_exceeded", "the request waited longer than request_timeout_s"),
+    (503, "shutting_down", "the server is stopping; its queued jobs are cancelled"),
+    (
+        504,
+        "deadline_exceeded",
+        "the request waited longer than request_timeout_s (a job: optimise_time_limit_s)",
+    ),
 )
 
 _HTTP_CODES = {

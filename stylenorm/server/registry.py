@@ -30,6 +30,7 @@ KINDS = {
     "multistyle": "stylize",
     "adain": "stylize",
     "color": "stylize",
+    "optimise": "optimise",
     "spade": "synthesize",
     "cgan": "generate",
 }

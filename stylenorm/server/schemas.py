@@ -46,7 +46,9 @@ class ModelSummary(BaseModel):
 
     name: str
     architecture: str
-    kind: Literal["stylize", "synthesize", "generate"] = Field(description="the endpoint that serves it")
+    kind: Literal["stylize", "optimise", "synthesize", "generate"] = Field(
+        description="the endpoint that serves it"
+    )
     description: str
     styles: list[str] = Field(description="named styles (gallery or multistyle rows)")
 

