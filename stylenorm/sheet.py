@@ -38,6 +38,7 @@ from stylenorm.metrics import (
 )
 from stylenorm.models import LoadedModel, load
 from stylenorm.nets.vgg import VGGEncoder
+from stylenorm.optimise import OptimiseOptions
 from stylenorm.repository import MODELS_DIR_HELP
 from stylenorm.stylize import named_style, resize_to, stylize
 from stylenorm.synthesize import colorize_labels, labels_from_image, model_palette, synthesize
@@ -112,8 +113,12 @@ def contact_sheet(
     size: int = 256,
     alpha: float = 1.0,
     encoder: VGGEncoder | None = None,
+    optimise: OptimiseOptions | None = None,
 ) -> tuple[Image.Image, list[Cell]]:
-    """Stylize every content with every style; returns the grid picture and the per-cell numbers."""
+    """Stylize every content with every style; returns the grid picture and the per-cell numbers.
+
+    ``optimise``: the options of an optimise model (default OptimiseOptions()).
+    """
     if not contents:
         raise SpecError("a contact sheet needs at least one content image")
     arch = model.card.architecture
@@ -142,7 +147,9 @@ def contact_sheet(
             style_arg = [] if s is None else [pictures[s] if Path(s).is_file() else s]
             if arch == "multistyle" and s is not None and Path(s).is_file():
                 style_arg = [Path(s).stem]  # a row's image: the row by its name, the image for the numbers
-            options = {"alpha": alpha} if arch in ("adain", "color") else {}
+            options: dict = {"alpha": alpha} if arch in ("adain", "color") else {}
+            if arch == "optimise":
+                options = {"optimise": optimise}
             out = stylize(model, content, style_arg, **options)
             sheet.paste(to_pil(out), (j * cell + _PAD, y))
             target = pictures[s] if s is not None else None
@@ -219,7 +226,8 @@ def _run(args: argparse.Namespace) -> int:
     if model.card.architecture == "spade":
         sheet, cells = synthesis_sheet(model, contents, _expand(args.reference or []), args.size, encoder)
     else:
-        sheet, cells = contact_sheet(model, contents, styles, args.size, args.alpha, encoder)
+        optimise = OptimiseOptions(iterations=args.iterations) if args.iterations else None
+        sheet, cells = contact_sheet(model, contents, styles, args.size, args.alpha, encoder, optimise)
     sheet.save(args.out)  # a fresh PIL image: no metadata to strip
     for c in cells:
         print(
@@ -252,6 +260,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--style", nargs="*", help="style images, folders, or gallery names of the model")
     p.add_argument("--size", type=int, default=256, help="cell size in pixels (default 256)")
     p.add_argument("--alpha", type=float, default=1.0, help="content-style trade-off (adain, color)")
+    p.add_argument("--iterations", type=int, default=None, help="optimise models: iterations per cell")
     p.add_argument("--models-dir", default=None, help=MODELS_DIR_HELP)
     p.add_argument("--metrics-json", default=None, help="also write the numbers as JSON")
     p.add_argument(

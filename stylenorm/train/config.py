@@ -252,8 +252,16 @@ class _TransformerNetConfig(TrainConfig):
         description="start from a trained fast or multistyle model folder instead of random weights "
         "(a new run only; --resume wins): the convolutions are copied, and a one-style net's norm affine is "
         "copied into every row of a multi-style table, so a multi-style net begins as that style's net and "
-        "learns the others' rows far sooner (Dumoulin et al.: the styles share all but the norm)",
+        "learns the others' rows far sooner (Dumoulin et al.: the styles share all but the norm); from a "
+        "multi-style model, a one-style net starts from the row --init-style names",
     )
+    init_style: str | None = Field(None, description="with --init-from a multi-style model: the style row")
+
+    @model_validator(mode="after")
+    def _init_style(self) -> _TransformerNetConfig:
+        if self.init_style is not None and self.init_from is None:
+            raise ValueError("--init-style names a row of the --init-from model; give --init-from too")
+        return self
 
     @property
     def style_taps(self) -> tuple[str, ...]:

@@ -37,7 +37,7 @@ from stylenorm.losses import (
 )
 from stylenorm.nets import AdaINNet, TransformerNet, VGGEncoder, load_vgg_weights
 from stylenorm.nets.vgg import encoder_provenance
-from stylenorm.repository import ModelCard, load_weights
+from stylenorm.repository import ModelCard, load_weights, read_card
 from stylenorm.train.config import GRAM_TAPS, AdaINConfig, FastConfig, MultistyleConfig, TrainConfig
 
 log = logging.getLogger(__name__)
@@ -86,13 +86,22 @@ def _dataset_summary(ds: ImageFolder) -> dict[str, Any]:
     }
 
 
-def init_from_model(net: nn.Module, folder: Path) -> None:
-    """Load a saved model's weights into net; a (C,) tensor fills every row of a (S, C) style table.
+def init_from_model(net: nn.Module, folder: Path, style: str | None = None) -> None:
+    """Load a saved model's weights into net, across one-style and multi-style nets.
 
-    Every tensor of net must be found with a fitting shape, so a mismatched model is a clear error,
-    not a half-initialised net.
+    A one-style (C,) norm affine fills every row of a multi-style (S, C) table; a multi-style model's
+    row ``style`` (a name from its card) becomes a one-style net's affine. Every tensor of net must be
+    found with a fitting shape, so a mismatched model is a clear error, not a half-initialised net.
     """
-    source = load_weights(folder)
+    card = read_card(folder)
+    source = load_weights(folder, card)
+    row = None
+    if style is not None:
+        if style not in card.styles:
+            raise DataError(
+                f"--init-from {folder} has no style {style!r} (its styles: {', '.join(card.styles)})"
+            )
+        row = card.styles.index(style)
     state = net.state_dict()
     problems = []
     for key, target in state.items():
@@ -103,6 +112,10 @@ def init_from_model(net: nn.Module, folder: Path) -> None:
             target.copy_(value)
         elif target.dim() == 2 and value.shape == target.shape[1:]:
             target.copy_(value.expand_as(target))
+        elif value.dim() == 2 and value.shape[1:] == target.shape and row is not None:
+            target.copy_(value[row])
+        elif value.dim() == 2 and value.shape[1:] == target.shape:
+            problems.append(f"{key} is a table of {value.shape[0]} styles: name the row with --init-style")
         else:
             problems.append(f"{key}: {tuple(value.shape)} does not fit {tuple(target.shape)}")
     if problems:
@@ -166,7 +179,7 @@ class _GramRecipe:
         self.scales = self._balance(device)
         self.model = self._net().to(device)
         if cfg.init_from is not None:
-            init_from_model(self.model, cfg.init_from)
+            init_from_model(self.model, cfg.init_from, cfg.init_style)
         self.trainable = self.net = self.model
         self._preview: tuple[Tensor, Tensor, Tensor] | None = None
 
@@ -274,6 +287,7 @@ class _GramRecipe:
             "data": {"content": _dataset_summary(self.datasets["content"])},
             "style_files": [str(p) for p in self.style_paths],
             "init_from": None if cfg.init_from is None else str(cfg.init_from),
+            "init_style": cfg.init_style,
             "style_size": cfg.style_size or "original",
         }
 

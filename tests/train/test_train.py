@@ -233,6 +233,28 @@ def test_multistyle_init_from_a_fast_model_starts_every_style_as_that_model(
         )
 
 
+def test_a_fast_net_init_from_a_multistyle_row_equals_that_row(
+    full_runs: dict[str, TrainResult], data: Data, tmp_path: Path
+) -> None:
+    """--init-from a multi-style folder with --init-style NAME: a one-style net that is that row."""
+    multi = models.load(full_runs["multistyle"].folder)
+    folder = full_runs["multistyle"].folder
+    cfg = make_config("fast", settings(data, "fast", tmp_path / "m", init_from=folder, init_style="y"))
+    r = build_recipe(cfg, torch.device("cpu"))
+    x = torch.rand(1, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(r.net(x), multi.module(x, torch.tensor([1])), rtol=1e-5, atol=1e-5)
+    with pytest.raises(DataError, match="--init-style"):  # a table without a row named
+        build_recipe(
+            make_config("fast", settings(data, "fast", tmp_path / "n", init_from=folder)), torch.device("cpu")
+        )
+    with pytest.raises(DataError, match="no style 'nope'"):
+        cfg = make_config("fast", settings(data, "fast", tmp_path / "o", init_from=folder, init_style="nope"))
+        build_recipe(cfg, torch.device("cpu"))
+    with pytest.raises(ConfigError, match="give --init-from"):
+        make_config("fast", settings(data, "fast", tmp_path / "p", init_style="y"))
+
+
 @pytest.mark.parametrize("recipe", RECIPES)
 def test_resume_continues_exactly(
     recipe: str, data: Data, full_runs: dict[str, TrainResult], tmp_path: Path
