@@ -12,12 +12,12 @@ from stylenorm.norm import available_norms
 
 # module -> it defines add_parser(subparsers), registering subcommands with set_defaults(func=...)
 _SUBCOMMAND_MODULES = (
-    "stylenorm.train.cli",  # stylenorm train fast|multistyle|adain
-    "stylenorm.stylize_cli",  # stylenorm stylize, stylenorm models
+    "stylenorm.train.cli",        # stylenorm train fast|multistyle|adain
+    "stylenorm.stylize_cli",      # stylenorm stylize, stylenorm models
     "stylenorm.importexport_cli",  # stylenorm import …, stylenorm export …
-    "stylenorm.synthesize_cli",  # stylenorm synthesize, stylenorm generate
-    "stylenorm.sheet",  # stylenorm sheet (contact sheets with quality numbers)
-    "stylenorm.server.cli",  # stylenorm serve
+    "stylenorm.synthesize_cli",    # stylenorm synthesize, stylenorm generate
+    "stylenorm.sheet",             # stylenorm sheet (contact sheets with quality numbers)
+    "stylenorm.server.cli",        # stylenorm serve
 )
 
 

@@ -32,11 +32,7 @@ request_id: contextvars.ContextVar[str] = contextvars.ContextVar("stylenorm_requ
 # the standard LogRecord attributes: everything else on a record was passed as ``extra=``
 # (uvicorn's color_message repeats the message with terminal colour codes: not for a log collector)
 _RECORD_FIELDS = frozenset(vars(logging.makeLogRecord({}))) | {
-    "message",
-    "asctime",
-    "request_id",
-    "color_message",
-    "rid",
+    "message", "asctime", "request_id", "color_message", "rid"
 }
 
 

@@ -126,7 +126,9 @@ def atomic_write(path: Path, write: Any) -> None:
         raise
 
 
-def save_model(folder: str | Path, card: ModelCard, state: Mapping[str, Tensor] | None = None) -> ModelCard:
+def save_model(
+    folder: str | Path, card: ModelCard, state: Mapping[str, Tensor] | None = None
+) -> ModelCard:
     """Write card.toml and (if given) weights.safetensors atomically; returns the card with its checksum."""
     folder = Path(folder)
     check_name(card.name)

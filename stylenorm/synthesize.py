@@ -178,8 +178,7 @@ def _decode_file(
         layout = model.card.contract.get("layout")
         raise ShapeError(
             f"{source}: pixel value(s) {_describe_values(values, counts)} are not labels of model "
-            f"{model.card.name!r}"
-            + (f" ({layout} label file" if layout else " (its label files")
+            f"{model.card.name!r}" + (f" ({layout} label file" if layout else " (its label files")
             + f": {convention.describe(n)}; classes {_class_listing(classes)})"
         )
     if bool((labels == n).any()) and not _has_dontcare(model):

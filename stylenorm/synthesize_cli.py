@@ -53,6 +53,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     g.set_defaults(func=run_generate)
 
 
+
+
+
 def run_synthesize(args: argparse.Namespace) -> int:
     """``stylenorm synthesize``: one image per label map; returns the exit status."""
     from stylenorm.synthesize import labels_from_image, synthesize

@@ -547,12 +547,8 @@ class SegmentationDataset(Dataset):
         pairs = _pair(labels, images, None, _stem, where)
         ade = get_layout("ade20k")
         return cls(
-            pairs,
-            ade.label_nc,
-            contain_dontcare=ade.contain_dontcare,
-            label_shift=ade.label_shift,
-            transform=transform,
-            name="ade20k",
+            pairs, ade.label_nc, contain_dontcare=ade.contain_dontcare, label_shift=ade.label_shift,
+            transform=transform, name="ade20k",
         )
 
     @classmethod
@@ -576,12 +572,8 @@ class SegmentationDataset(Dataset):
         pairs = _pair(labels, images, instances, _city_key, f"{root} (Cityscapes, {phase})")
         city = get_layout("cityscapes")
         return cls(
-            pairs,
-            city.label_nc,
-            contain_dontcare=city.contain_dontcare,
-            label_shift=city.label_shift,
-            transform=transform,
-            name="cityscapes",
+            pairs, city.label_nc, contain_dontcare=city.contain_dontcare, label_shift=city.label_shift,
+            transform=transform, name="cityscapes",
         )
 
     @classmethod
@@ -609,12 +601,8 @@ class SegmentationDataset(Dataset):
         pairs = _pair(labels, images, instances, _stem, f"{root} (COCO-Stuff, {phase})")
         coco = get_layout("coco-stuff")
         return cls(
-            pairs,
-            coco.label_nc,
-            contain_dontcare=coco.contain_dontcare,
-            label_shift=coco.label_shift,
-            transform=transform,
-            name="coco",
+            pairs, coco.label_nc, contain_dontcare=coco.contain_dontcare, label_shift=coco.label_shift,
+            transform=transform, name="coco",
         )
 
     @classmethod

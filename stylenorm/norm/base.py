@@ -59,7 +59,9 @@ def is_per_pixel(t: Tensor | None) -> bool:
 def check_features(x: Tensor, num_features: int, who: str) -> None:
     """Raise a ShapeError unless x is (N, num_features, H, W)."""
     if x.dim() != 4:
-        raise ShapeError(f"{who} expects a 4-D input (N, C, H, W); got shape {tuple(x.shape)}")
+        raise ShapeError(
+            f"{who} expects a 4-D input (N, C, H, W); got shape {tuple(x.shape)}"
+        )
     if x.shape[1] != num_features:
         raise ShapeError(
             f"{who} was built for {num_features} channels; got input with "
@@ -85,7 +87,9 @@ class Normalization(nn.Module):
     ``torch.nn.BatchNorm2d`` and loads its checkpoints unchanged.
     """
 
-    def __init__(self, stats: nn.Module, modulation: Modulation | None = None, *, num_features: int) -> None:
+    def __init__(
+        self, stats: nn.Module, modulation: Modulation | None = None, *, num_features: int
+    ) -> None:
         super().__init__()
         self.num_features = num_features
         # modulation first: the state dict then lists weight, bias, running_* like torch's
@@ -152,7 +156,9 @@ class Normalization(nn.Module):
         for part_name, part in self._parts().items():
             for key in part.state_dict(keep_vars=True):
                 if key in seen:
-                    raise ValueError(f"state-dict key {key!r} is used by both {seen[key]} and {part_name}")
+                    raise ValueError(
+                        f"state-dict key {key!r} is used by both {seen[key]} and {part_name}"
+                    )
                 seen[key] = part_name
 
 
@@ -160,7 +166,7 @@ def _flatten_parts(module: Normalization, state_dict: dict, prefix: str, _meta: 
     for part_name in ("modulation", "stats"):
         head = f"{prefix}{part_name}."
         for key in [k for k in state_dict if k.startswith(head)]:
-            state_dict[prefix + key[len(head) :]] = state_dict.pop(key)
+            state_dict[prefix + key[len(head):]] = state_dict.pop(key)
     # torch's BatchNorm2d stores its version here; keep loaders of old files working
     meta = getattr(state_dict, "_metadata", None)
     if meta is not None:

@@ -135,14 +135,8 @@ class CrossIterBatchStats(_RunningStats):
         self._convert_history(x)
         if not self._history:  # window 1 or nothing stored yet: exactly BatchNorm2d
             y = F.batch_norm(
-                x,
-                self.running_mean,
-                self.running_var,
-                scale if fused else None,
-                shift if fused else None,
-                True,
-                factor,
-                self.eps,
+                x, self.running_mean, self.running_var,
+                scale if fused else None, shift if fused else None, True, factor, self.eps,
             )
             if self.window > 1:
                 var_t, mean_t = torch.var_mean(x.to(_stats_dtype(x)), dim=(0, 2, 3), correction=0)
@@ -165,11 +159,8 @@ class CrossIterBatchStats(_RunningStats):
         """Store this iteration's moments (C,) and, when compensating, dμ/dW, dν/dW and W."""
         w = dmean = dsecond = None
         if (
-            self.compensate
-            and weight is not None
-            and weight.requires_grad
-            and mean_t.requires_grad
-            and torch.is_grad_enabled()
+            self.compensate and weight is not None and weight.requires_grad
+            and mean_t.requires_grad and torch.is_grad_enabled()
         ):
             second = var_t + mean_t.square()
             dmean, dsecond = (

@@ -196,7 +196,9 @@ def to_sync_batch_norm(module: nn.Module, process_group: Any = None) -> nn.Modul
         out = _sync_from_batch_norm(module, process_group)
     elif isinstance(module, Normalization) and type(module.stats) is BatchStats:
         old = module.stats
-        new = SyncBatchStats(old.num_features, old.eps, old.momentum, old.track_running_stats, process_group)
+        new = SyncBatchStats(
+            old.num_features, old.eps, old.momentum, old.track_running_stats, process_group
+        )
         _share_buffers(new, old)
         new.train(old.training)
         module.stats = new

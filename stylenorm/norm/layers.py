@@ -62,8 +62,7 @@ class FilterResponseNorm(Normalization):
         self, num_features: int, eps: float = 1e-6, learnable_eps: bool = False, tlu: bool = True
     ) -> None:
         super().__init__(
-            FRNStats(num_features, eps, learnable_eps),
-            ChannelAffine(num_features),
+            FRNStats(num_features, eps, learnable_eps), ChannelAffine(num_features),
             num_features=num_features,
         )
         self.tau = nn.Parameter(torch.zeros(num_features)) if tlu else None

@@ -60,10 +60,8 @@ class EmbeddingAffine(Modulation):
         if cond.dim() == 1 and not cond.is_floating_point():
             if cond.shape[0] != n:
                 raise ShapeError(f"got {cond.shape[0]} {self.what} indices for a batch of {n}")
-            if (
-                not torch.compiler.is_compiling()
-                and cond.numel()
-                and (int(cond.min()) < 0 or int(cond.max()) >= k)
+            if not torch.compiler.is_compiling() and cond.numel() and (
+                int(cond.min()) < 0 or int(cond.max()) >= k
             ):
                 raise ShapeError(
                     f"{self.what} index out of range: got values in "
@@ -73,7 +71,8 @@ class EmbeddingAffine(Modulation):
         if cond.dim() == 2 and cond.is_floating_point():
             if cond.shape != (n, k):
                 raise ShapeError(
-                    f"{self.what} mixing weights must be (N, {k}) = ({n}, {k}); got {tuple(cond.shape)}"
+                    f"{self.what} mixing weights must be (N, {k}) = ({n}, {k}); "
+                    f"got {tuple(cond.shape)}"
                 )
             w = cond.to(self.weight.dtype)
             return w @ self.weight, w @ self.bias
@@ -162,7 +161,9 @@ class StyleStatistics(Modulation):
             mean, std = (t.reshape(t.shape[0], -1) if t.dim() > 2 else t for t in cond)
             for name, t in (("mean", mean), ("std", std)):
                 if t.dim() != 2 or t.shape[1] != c or t.shape[0] not in (1, n):
-                    raise ShapeError(f"AdaIN style {name} must be (N or 1, {c}); got {tuple(t.shape)}")
+                    raise ShapeError(
+                        f"AdaIN style {name} must be (N or 1, {c}); got {tuple(t.shape)}"
+                    )
         else:
             raise ShapeError("AdaIN condition must be style features or a (mean, std) pair")
         return std.expand(n, c), mean.expand(n, c)

@@ -65,7 +65,8 @@ def _lookup(table: dict[str, Entry], spec: str, kind: str) -> tuple[Entry, list[
     name, args = parse_spec(spec)
     if name not in table:
         raise SpecError(
-            f"unknown {kind} {name!r} in spec {spec!r}; valid: " + ", ".join(e.usage for e in table.values())
+            f"unknown {kind} {name!r} in spec {spec!r}; valid: "
+            + ", ".join(e.usage for e in table.values())
         )
     entry = table[name]
     if entry.max_args == 0 and args:
@@ -77,7 +78,9 @@ def _check_options(entry: Entry, spec: str, options: dict[str, Any]) -> None:
     unknown = sorted(set(options) - set(entry.options))
     if unknown:
         takes = ", ".join(entry.options) if entry.options else "no options"
-        raise SpecError(f"option(s) {', '.join(unknown)} not understood by {spec!r}; it takes: {takes}")
+        raise SpecError(
+            f"option(s) {', '.join(unknown)} not understood by {spec!r}; it takes: {takes}"
+        )
 
 
 def make_stats(spec: str, num_features: int, **options: Any) -> nn.Module:
@@ -167,9 +170,7 @@ def _batch_stats(c: int, args: list[str], spec: str, **o: Any) -> nn.Module:
 
 
 @_stats(
-    "sync_batch",
-    "sync_batch",
-    "BatchNorm statistics reduced over all processes (CPU/gloo too)",
+    "sync_batch", "sync_batch", "BatchNorm statistics reduced over all processes (CPU/gloo too)",
     (*_RUN_OPTS, "process_group"),
 )
 def _sync_batch_stats(c: int, args: list[str], spec: str, **o: Any) -> nn.Module:
@@ -179,9 +180,7 @@ def _sync_batch_stats(c: int, args: list[str], spec: str, **o: Any) -> nn.Module
 
 
 @_stats(
-    "batch_renorm",
-    "batch_renorm",
-    "Batch Renormalization (r, d corrections)",
+    "batch_renorm", "batch_renorm", "Batch Renormalization (r, d corrections)",
     ("eps", "momentum", "r_max", "d_max", "warmup_steps", "ramp_steps"),
 )
 def _renorm_stats(c: int, args: list[str], spec: str, **o: Any) -> nn.Module:
@@ -189,11 +188,8 @@ def _renorm_stats(c: int, args: list[str], spec: str, **o: Any) -> nn.Module:
 
 
 @_stats(
-    "cross_iter_batch",
-    "cross_iter_batch:k",
-    "Cross-Iteration BN over the last k iterations",
-    ("eps", "momentum", "compensate"),
-    max_args=1,
+    "cross_iter_batch", "cross_iter_batch:k", "Cross-Iteration BN over the last k iterations",
+    ("eps", "momentum", "compensate"), max_args=1,
 )
 def _cross_iter_stats(c: int, args: list[str], spec: str, **o: Any) -> nn.Module:
     from stylenorm.norm.cross_iter import CrossIterBatchStats
@@ -202,9 +198,7 @@ def _cross_iter_stats(c: int, args: list[str], spec: str, **o: Any) -> nn.Module
 
 
 @_stats(
-    "instance",
-    "instance",
-    "InstanceNorm statistics over (H, W)",
+    "instance", "instance", "InstanceNorm statistics over (H, W)",
     (*_RUN_OPTS, "unbiased"),
 )
 def _instance_stats(c: int, args: list[str], spec: str, **o: Any) -> nn.Module:
@@ -237,9 +231,7 @@ def _frn_stats(c: int, args: list[str], spec: str, **o: Any) -> nn.Module:
 
 
 @_stats(
-    "switchable",
-    "switchable",
-    "learned mixture of IN, LN and BN statistics",
+    "switchable", "switchable", "learned mixture of IN, LN and BN statistics",
     ("eps", "momentum", "using_bn"),
 )
 def _switch_stats(c: int, args: list[str], spec: str, **o: Any) -> nn.Module:
@@ -249,21 +241,10 @@ def _switch_stats(c: int, args: list[str], spec: str, **o: Any) -> nn.Module:
 # ----------------------------------------------------------------------------- layers
 
 
-def _norm(
-    name: str,
-    usage: str,
-    summary: str,
-    options: tuple[str, ...],
-    max_args: int = 0,
-    conditional: bool = False,
-):
+def _norm(name: str, usage: str, summary: str, options: tuple[str, ...], max_args: int = 0,
+          conditional: bool = False):
     return _register(
-        _NORMS,
-        name,
-        usage=usage,
-        summary=summary,
-        options=options,
-        max_args=max_args,
+        _NORMS, name, usage=usage, summary=summary, options=options, max_args=max_args,
         conditional=conditional,
     )
 
@@ -272,17 +253,15 @@ def _affine_layer(stat_name: str, affine_default: bool, summary: str) -> None:
     """Register ``stat_name`` as a layer: that statistic × a learned per-channel affine."""
     stat = _STATS[stat_name]
 
-    def build(
-        c: int, args: list[str], spec: str, affine: bool = affine_default, bias: bool = True, **o: Any
-    ) -> nn.Module:
-        return Normalization(stat.build(c, args, spec, **o), ChannelAffine(c, affine, bias), num_features=c)
+    def build(c: int, args: list[str], spec: str, affine: bool = affine_default,
+              bias: bool = True, **o: Any) -> nn.Module:
+        return Normalization(
+            stat.build(c, args, spec, **o), ChannelAffine(c, affine, bias), num_features=c
+        )
 
     _NORMS[stat_name] = Entry(
-        build=build,
-        usage=stat.usage,
-        summary=summary,
-        options=(*stat.options, "affine", "bias"),
-        max_args=stat.max_args,
+        build=build, usage=stat.usage, summary=summary,
+        options=(*stat.options, "affine", "bias"), max_args=stat.max_args,
     )
 
 
@@ -297,12 +276,14 @@ _affine_layer("group", True, "GroupNorm (torch.nn.GroupNorm compatible)")
 _affine_layer("switchable", True, "Switchable Normalization")
 
 
-@_norm("lrn", "lrn:n", "Local Response Norm (torch.nn.LocalResponseNorm)", ("alpha", "beta", "k"), max_args=1)
+@_norm("lrn", "lrn:n", "Local Response Norm (torch.nn.LocalResponseNorm)",
+       ("alpha", "beta", "k"), max_args=1)
 def _lrn(c: int, args: list[str], spec: str, **o: Any) -> nn.Module:
     return nn.LocalResponseNorm(_one_int(spec, args, "the window n", default=5), **o)
 
 
-@_norm("ibn", "ibn:ratio", "IBN-a: IN on ratio·C channels, BN on the rest", ("eps", "momentum"), max_args=1)
+@_norm("ibn", "ibn:ratio", "IBN-a: IN on ratio·C channels, BN on the rest",
+       ("eps", "momentum"), max_args=1)
 def _ibn(c: int, args: list[str], spec: str, **o: Any) -> nn.Module:
     return L.IBN(c, _one_float(spec, args, "the IN ratio", 0.5), **o)
 
@@ -312,12 +293,8 @@ def _frn(c: int, args: list[str], spec: str, **o: Any) -> nn.Module:
     return L.FilterResponseNorm(c, **o)
 
 
-@_norm(
-    "pono",
-    "pono",
-    "Positional Norm (moments available for a moment shortcut)",
-    ("eps", "affine", "unbiased", "return_stats"),
-)
+@_norm("pono", "pono", "Positional Norm (moments available for a moment shortcut)",
+       ("eps", "affine", "unbiased", "return_stats"))
 def _pono(c: int, args: list[str], spec: str, **o: Any) -> nn.Module:
     return L.PositionalNorm(c, **o)
 
@@ -350,28 +327,17 @@ def _inner_stats(spec: str, stats_spec: str, c: int, options: dict[str, Any]) ->
 _STAT_OPTS = ("eps", "momentum", "track_running_stats", "unbiased", "process_group")
 
 
-@_norm(
-    "cin",
-    "cin[:<stats>]",
-    "Conditional Instance Norm: a (γ, β) row per style, mixable",
-    ("num_styles", *_STAT_OPTS),
-    max_args=8,
-    conditional=True,
-)
+@_norm("cin", "cin[:<stats>]", "Conditional Instance Norm: a (γ, β) row per style, mixable",
+       ("num_styles", *_STAT_OPTS), max_args=8, conditional=True)
 def _cin(c: int, args: list[str], spec: str, **o: Any) -> nn.Module:
     k = _require(spec, o, "num_styles", f"'{spec}', 64, num_styles=8")
     stats = _inner_stats(spec, ":".join(args) or "instance", c, o)
     return Normalization(stats, EmbeddingAffine(k, c, "style"), num_features=c)
 
 
-@_norm(
-    "cbn",
-    "cbn[:<stats>]",
-    "Conditional BatchNorm: per class (num_classes) or from a vector (cond_dim)",
-    ("num_classes", "cond_dim", "hidden", *_STAT_OPTS),
-    max_args=8,
-    conditional=True,
-)
+@_norm("cbn", "cbn[:<stats>]",
+       "Conditional BatchNorm: per class (num_classes) or from a vector (cond_dim)",
+       ("num_classes", "cond_dim", "hidden", *_STAT_OPTS), max_args=8, conditional=True)
 def _cbn(c: int, args: list[str], spec: str, **o: Any) -> nn.Module:
     classes, cond_dim, hidden = o.pop("num_classes", None), o.pop("cond_dim", None), o.pop("hidden", None)
     if (classes is None) == (cond_dim is None):
@@ -386,27 +352,17 @@ def _cbn(c: int, args: list[str], spec: str, **o: Any) -> nn.Module:
     return Normalization(stats, mod, num_features=c)
 
 
-@_norm(
-    "adain",
-    "adain",
-    "Adaptive Instance Norm: γ, β = σ, μ of the style features",
-    ("eps", "unbiased"),
-    conditional=True,
-)
+@_norm("adain", "adain", "Adaptive Instance Norm: γ, β = σ, μ of the style features",
+       ("eps", "unbiased"), conditional=True)
 def _adain(c: int, args: list[str], spec: str, eps: float = 1e-5, unbiased: bool = False) -> nn.Module:
     return Normalization(
         S.InstanceStats(c, eps, unbiased=unbiased), StyleStatistics(c, eps, unbiased), num_features=c
     )
 
 
-@_norm(
-    "spade",
-    "spade:<stats>:<k>x<k>",
-    "SPADE: per-pixel 1+γ, β from a conv net over the label map",
-    ("label_nc", "hidden", *_STAT_OPTS),
-    max_args=8,
-    conditional=True,
-)
+@_norm("spade", "spade:<stats>:<k>x<k>",
+       "SPADE: per-pixel 1+γ, β from a conv net over the label map",
+       ("label_nc", "hidden", *_STAT_OPTS), max_args=8, conditional=True)
 def _spade(c: int, args: list[str], spec: str, hidden: int = 128, **o: Any) -> nn.Module:
     label_nc = _require(spec, o, "label_nc", f"'{spec}', 64, label_nc=151")
     kernel = 3
@@ -419,27 +375,16 @@ def _spade(c: int, args: list[str], spec: str, hidden: int = 128, **o: Any) -> n
     return Normalization(stats, SpatialModulation(label_nc, c, kernel, hidden), num_features=c)
 
 
-@_norm(
-    "clade",
-    "clade[:<stats>]",
-    "CLADE: per-class γ, β looked up per pixel",
-    ("label_nc", *_STAT_OPTS),
-    max_args=8,
-    conditional=True,
-)
+@_norm("clade", "clade[:<stats>]", "CLADE: per-class γ, β looked up per pixel",
+       ("label_nc", *_STAT_OPTS), max_args=8, conditional=True)
 def _clade(c: int, args: list[str], spec: str, **o: Any) -> nn.Module:
     label_nc = _require(spec, o, "label_nc", f"'{spec}', 64, label_nc=151")
     stats = _inner_stats(spec, ":".join(args) or "instance", c, o)
     return Normalization(stats, ClassModulation(label_nc, c), num_features=c)
 
 
-@_norm(
-    "film",
-    "film",
-    "FiLM: γ, β from a condition vector (no normalization)",
-    ("cond_dim", "hidden"),
-    conditional=True,
-)
+@_norm("film", "film", "FiLM: γ, β from a condition vector (no normalization)",
+       ("cond_dim", "hidden"), conditional=True)
 def _film(c: int, args: list[str], spec: str, **o: Any) -> nn.Module:
     cond_dim = _require(spec, o, "cond_dim", f"'{spec}', 64, cond_dim=128")
     return Normalization(S.IdentityStats(), VectorAffine(cond_dim, c, o.get("hidden")), num_features=c)

@@ -34,7 +34,9 @@ class SpatialModulation(Modulation):
 
     conditional = True
 
-    def __init__(self, label_nc: int, num_features: int, kernel_size: int = 3, hidden: int = 128) -> None:
+    def __init__(
+        self, label_nc: int, num_features: int, kernel_size: int = 3, hidden: int = 128
+    ) -> None:
         super().__init__()
         if kernel_size < 1 or kernel_size % 2 == 0:
             raise ShapeError(f"SPADE kernel size must be odd (3, 5, 11, ...); got {kernel_size}")

@@ -98,14 +98,8 @@ class _RunningStats(nn.Module):
         """Normalize by the running buffers (eval), the affine fused into the kernel when per-channel."""
         fused = _per_channel(scale, shift)
         y = F.batch_norm(
-            x,
-            self.running_mean,
-            self.running_var,
-            scale if fused else None,
-            shift if fused else None,
-            False,
-            0.0,
-            self.eps,
+            x, self.running_mean, self.running_var,
+            scale if fused else None, shift if fused else None, False, 0.0, self.eps,
         )
         return y if fused else modulate(y, scale, shift)
 

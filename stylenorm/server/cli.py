@@ -99,12 +99,7 @@ def settings_from_args(args: argparse.Namespace) -> Any:
 
 # the import names of the `server` extra's distributions (pyproject.toml)
 _SERVER_EXTRA = (
-    "fastapi",
-    "fastapi_offline",
-    "uvicorn",
-    "multipart",
-    "pydantic_settings",
-    "prometheus_client",
+    "fastapi", "fastapi_offline", "uvicorn", "multipart", "pydantic_settings", "prometheus_client"
 )
 
 

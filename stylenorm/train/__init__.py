@@ -16,12 +16,7 @@ from typing import Any
 _EXPORTS = {
     "stylenorm.train.checkpoint": ("Checkpoint", "CheckpointError", "load_checkpoint", "save_checkpoint"),
     "stylenorm.train.config": (
-        "RECIPE_CONFIGS",
-        "AdaINConfig",
-        "ConfigError",
-        "FastConfig",
-        "MultistyleConfig",
-        "TrainConfig",
+        "RECIPE_CONFIGS", "AdaINConfig", "ConfigError", "FastConfig", "MultistyleConfig", "TrainConfig",
         "make_config",
     ),
     "stylenorm.train.engine": ("Recipe", "TrainResult", "TrainingError", "train"),

@@ -62,7 +62,7 @@ def unflatten_optimizer(tensors: dict[str, Tensor], rest: dict[str, Any]) -> dic
     state: dict[int, dict[str, Any]] = {}
     for key, value in tensors.items():
         if key.startswith(OPTIM_PREFIX):
-            idx, name = key[len(OPTIM_PREFIX) :].split(".", 1)
+            idx, name = key[len(OPTIM_PREFIX):].split(".", 1)
             state.setdefault(int(idx), {})[name] = value
     for idx, values in rest.get("scalars", {}).items():
         state.setdefault(int(idx), {}).update(values)
@@ -129,7 +129,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         raise CheckpointError(f"{path} has checkpoint format {meta['format']}; this stylenorm reads {FORMAT}")
     optim_rest = meta.pop("optimizer")
     meta.pop("format", None)
-    model = {k[len(MODEL_PREFIX) :]: v for k, v in tensors.items() if k.startswith(MODEL_PREFIX)}
+    model = {k[len(MODEL_PREFIX):]: v for k, v in tensors.items() if k.startswith(MODEL_PREFIX)}
     other = {k: v for k, v in tensors.items() if not k.startswith((MODEL_PREFIX, OPTIM_PREFIX))}
     return Checkpoint(model, unflatten_optimizer(tensors, optim_rest), other, meta)
 

@@ -77,8 +77,7 @@ def add_recipe_flags(parser: argparse.ArgumentParser, config: type[RunConfig]) -
 def add_parser(subparsers: Any) -> None:
     """Register ``train`` with one sub-subcommand per recipe (each runs :func:`run`)."""
     train = subparsers.add_parser(
-        "train",
-        help="train a style-transfer or synthesis model into a model folder",
+        "train", help="train a style-transfer or synthesis model into a model folder",
         description="Train a style-transfer, semantic-synthesis or class-conditional model. "
         "Several GPUs or machines: launch with torchrun.",
     )

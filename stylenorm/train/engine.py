@@ -162,13 +162,7 @@ class BatchStream:
     """
 
     def __init__(
-        self,
-        what: str,
-        dataset: Dataset,
-        cfg: RunConfig,
-        ranks: Distributed,
-        seed: int,
-        pin: bool,
+        self, what: str, dataset: Dataset, cfg: RunConfig, ranks: Distributed, seed: int, pin: bool,
         unit: str = "samples",
     ) -> None:
         size = len(dataset)  # type: ignore[arg-type]
@@ -268,7 +262,9 @@ def rng_tensors(rng_states: list[dict[str, Any]]) -> tuple[dict[str, Tensor], li
     return tensors, [state["python"] for state in rng_states]
 
 
-def restore_rng(ckpt: Checkpoint, ranks: Distributed, device: torch.device, seed: int, step: int) -> int:
+def restore_rng(
+    ckpt: Checkpoint, ranks: Distributed, device: torch.device, seed: int, step: int
+) -> int:
     """Put this rank's RNG back as the checkpoint saved it; returns the rank whose data state to restore.
 
     With another number of processes the shards cannot continue identically:
@@ -278,9 +274,7 @@ def restore_rng(ckpt: Checkpoint, ranks: Distributed, device: torch.device, seed
     if meta["world"] != ranks.world:
         log.warning(
             "checkpoint was written by %d process(es), this run has %d: data shards and RNG states "
-            "start afresh, so the continuation is not identical",
-            meta["world"],
-            ranks.world,
+            "start afresh, so the continuation is not identical", meta["world"], ranks.world,
         )
         seed_everything(seed + ranks.rank + 104729 * step)
         return 0
@@ -361,12 +355,8 @@ def progress_bar(cfg: TrainConfig, initial: int, main: bool) -> tqdm:
     """A progress bar over cfg.steps from initial (shown on the main process only)."""
     return _Progress(
         # no bar off a terminal (None): the step log lines are the progress in a log collector
-        total=cfg.steps,
-        initial=initial,
-        disable=None if main else True,
-        desc=f"train {cfg.recipe}",
-        dynamic_ncols=True,
-        mininterval=1.0,
+        total=cfg.steps, initial=initial, disable=None if main else True, desc=f"train {cfg.recipe}",
+        dynamic_ncols=True, mininterval=1.0,
     )
 
 
@@ -584,13 +574,8 @@ class _Trainer:
                     now = time.perf_counter()
                     speed = (self.step - step_last) * per_step / max(now - t_last, 1e-9)
                     t_last, step_last = now, self.step
-                    row = {
-                        "step": self.step,
-                        **losses,
-                        "lr": lr,
-                        "images_per_s": speed,
-                        "wall_time_s": self.wall_time + now - self._t0,
-                    }
+                    row = {"step": self.step, **losses, "lr": lr, "images_per_s": speed,
+                           "wall_time_s": self.wall_time + now - self._t0}
                     self.last_row = row
                     history.append(row)
                     if loss_log is not None:
@@ -648,18 +633,8 @@ class _Trainer:
 
 # settings a resumed run may change without changing what it trains
 _RESUMABLE = {
-    "steps",
-    "resume",
-    "log_every",
-    "sample_every",
-    "checkpoint_every",
-    "keep_checkpoints",
-    "workers",
-    "device",
-    "description",
-    "run_dir",
-    "out",
-    "name",
+    "steps", "resume", "log_every", "sample_every", "checkpoint_every", "keep_checkpoints", "workers",
+    "device", "description", "run_dir", "out", "name",
 }
 
 
