@@ -216,7 +216,8 @@ def export_onnx(model: LoadedModel, path: Path, opset: int = 18) -> list[Path]:
       and m = 8 for the usual relu4_1 encoder (m is in the metadata). The client
       does AdaIN in between (what :func:`adain_onnx_stylize` does):
 
-      1. reflect-pad the content at the bottom/right to multiples of m;
+      1. mirror the content by ``margin`` pixels on every side (32; edge-replicate instead when a side
+         is not longer than that), then at the bottom/right to multiples of m;
          f_c = encoder(content), f_s = encoder(style) (style unpadded);
       2. per sample and channel over (h, w): μ = mean, and
          σ_c = sqrt(var(f_c) + eps), σ_s = sqrt(var(f_s) + eps) when the
@@ -225,7 +226,7 @@ def export_onnx(model: LoadedModel, path: Path, opset: int = 18) -> list[Path]:
          with the n denominator (the official AdaIN); eps and unbiased are in
          the files' metadata (``stylenorm.adain``);
       3. t = σ_s · (f_c − μ_c) / σ_c + μ_s, then t = α·t + (1 − α)·f_c;
-      4. image = decoder(t), cropped to the content's H, W.
+      4. image = decoder(t), the content's H × W cropped out from (margin, margin).
 
     ``color`` models have nothing to export (SpecError). ``opset`` 18 or newer
     (the dynamo exporter's lowest; it cannot convert these graphs down).
@@ -262,7 +263,9 @@ def export_onnx(model: LoadedModel, path: Path, opset: int = 18) -> list[Path]:
         used = _export_graph(graph, (image, styles), path, inputs, {"stylized": axes}, opset)
         _tag(path, {**props, "stylenorm.exporter": used, "stylenorm.num_styles": str(module.num_styles)})
         return [path]
-    adain = json.dumps({"eps": module.eps, "unbiased": module.unbiased, "multiple": module.multiple})
+    adain = json.dumps(
+        {"eps": module.eps, "unbiased": module.unbiased, "multiple": module.multiple, "margin": module.margin}
+    )
     encoder_path = path.with_name(f"{path.stem}.encoder.onnx")
     feat_axes = {0: "batch", 2: "feature_height", 3: "feature_width"}
     used_enc = _export_graph(
@@ -310,13 +313,17 @@ def adain_onnx_stylize(
     unbiased: bool = False,
     multiple: int = 8,
     sessions: dict[str, Any] | None = None,
+    margin: int = 0,
 ) -> np.ndarray:
     """AdaIN run on the exported graphs: content (N, 3, H, W), style (N or 1, 3, h, w) -> (N, 3, H, W)."""
     sessions = sessions or _sessions(paths)
     if "image" not in sessions or "features" not in sessions:
         raise SpecError("need the AdaIN encoder (input 'image') and decoder (input 'features') ONNX files")
     h, w = content.shape[2:]
-    padded = np.pad(content, ((0, 0), (0, 0), (0, (-h) % multiple), (0, (-w) % multiple)), mode="reflect")
+    m = margin  # mirrored around the picture, as AdaINNet does (its ``margin``), then aligned bottom/right
+    ph, pw = (-(h + 2 * m)) % multiple, (-(w + 2 * m)) % multiple
+    mode = "reflect" if min(h, w) > m + max(ph, pw) else "edge"
+    padded = np.pad(content, ((0, 0), (0, 0), (m, m + ph), (m, m + pw)), mode=mode)
     encode = sessions["image"]
     f_c = encode.run(None, {"image": padded.astype(np.float32)})[0].astype(np.float64)
     f_s = encode.run(None, {"image": style.astype(np.float32)})[0].astype(np.float64)
@@ -332,7 +339,7 @@ def adain_onnx_stylize(
     t = sigma_s * (f_c - mu_c) / sigma_c + mu_s
     t = alpha * t + (1 - alpha) * f_c
     out = sessions["features"].run(None, {"features": t.astype(np.float32)})[0]
-    return out[:, :, :h, :w]
+    return out[:, :, m : m + h, m : m + w]
 
 
 def check_onnx(model: LoadedModel, paths: list[Path], sample: Tensor | tuple[Tensor, ...]) -> float:
@@ -388,6 +395,7 @@ def check_onnx(model: LoadedModel, paths: list[Path], sample: Tensor | tuple[Ten
                     unbiased=module.unbiased,
                     multiple=module.multiple,
                     sessions=sessions,
+                    margin=module.margin,
                 )
                 worst = max(worst, diff(out, module(x, style)))
     return worst

@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from stylenorm.errors import ShapeError, SpecError
-from stylenorm.nets.adain import AdaINNet, StyleStats
+from stylenorm.nets.adain import AdaINNet, StyleStats, crop_margin
 from stylenorm.nets.transformer import ConvLayer, TransformerNet
 from stylenorm.nets.vgg import SELF_PREPROCESSED, VGGEncoder
 
@@ -363,7 +363,7 @@ def tiled_decode(
     _check_tile(tile)
     device = torch.device(device) if device is not None else _param_device(net.decoder, features.device)
     y = run_chain(chain_ops(net.decoder), features, tile, device)
-    return y if size is None else y[:, :, : size[0], : size[1]]
+    return y if size is None else crop_margin(y, net.margin, size)
 
 
 class _TiledAdaIN:

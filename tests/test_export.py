@@ -139,7 +139,8 @@ def test_adain_export_writes_encoder_and_decoder(adain_export: Exported) -> None
     assert [o.name for o in dec_graph.output] == ["image"]
     assert _dims(enc_graph.input[0]) == ["batch", 3, "height", "width"]
     assert _dims(dec_graph.input[0]) == ["batch", 512, "feature_height", "feature_width"]
-    assert json.loads(_meta(decoder)["stylenorm.adain"]) == {"eps": 1e-5, "unbiased": True, "multiple": 8}
+    adain = {"eps": 1e-5, "unbiased": True, "multiple": 8, "margin": 32}
+    assert json.loads(_meta(decoder)["stylenorm.adain"]) == adain
     content, style = torch.rand(3, 3, 44, 50), torch.rand(1, 3, 40, 36)
     assert check_onnx(model, paths, (content, style)) <= TOL
 
@@ -153,7 +154,9 @@ def test_the_documented_adain_recipe_for_both_conventions(adain_export: Exported
     official.eval()
     for net in (model.module, official):
         for alpha in (1.0, 0.3):
-            out = adain_onnx_stylize(paths, content.numpy(), style.numpy(), alpha, net.eps, net.unbiased)
+            out = adain_onnx_stylize(
+                paths, content.numpy(), style.numpy(), alpha, net.eps, net.unbiased, margin=net.margin
+            )
             with torch.no_grad():
                 expected = net(content, style, alpha).numpy()
             assert out.shape == expected.shape == (2, 3, 36, 44)

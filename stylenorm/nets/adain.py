@@ -21,6 +21,14 @@ from stylenorm.norm import make_norm, style_moments
 StyleStats = tuple[Tensor, Tensor]  # (mean, std), each (1, C)
 
 
+BORDER_MARGIN = 32  # pixels mirrored around the content (a multiple of every encoder's stride, 8)
+
+
+def crop_margin(y: Tensor, margin: int, size: tuple[int, int]) -> Tensor:
+    """The (H, W) = size picture inside a decoded (N, 3, H + …, W + …) that was padded by margin."""
+    return y[:, :, margin : margin + size[0], margin : margin + size[1]]
+
+
 def decoder_for(encoder: VGGEncoder) -> nn.Sequential:
     """The decoder mirroring ``encoder`` (reflection pad + conv + ReLU, nearest upsampling)."""
     convs = [n for n in layer_names(encoder.depth) if n.startswith("conv")]
@@ -81,6 +89,10 @@ class AdaINNet(nn.Module):
         self.adain = make_norm("adain", encoder.out_channels, eps=eps, unbiased=unbiased)
         self.eps, self.unbiased = eps, unbiased
         self.multiple = 2 ** sum(n.startswith("pool") for n in encoder.names if n)
+        # the content is mirrored this far beyond each border before encoding and cropped after decoding:
+        # the encoder's zero padding (and the decoder's view of it) then falls outside the picture, where
+        # it drew a coloured fringe along every edge (seen at 512 px on adain-open; gone with the margin)
+        self.margin = BORDER_MARGIN
 
     def encode(self, x: Tensor) -> Tensor:
         """(N, 3, H, W) -> features at the encoder's last layer."""
@@ -92,17 +104,20 @@ class AdaINNet(nn.Module):
         return style_moments(feat, self.eps if self.unbiased else 0.0, self.unbiased)
 
     def _pad(self, x: Tensor) -> tuple[Tensor, int, int]:
+        """x mirrored by ``margin`` on every side, then at the bottom/right to a multiple of the encoder's
+        stride -> (padded, H, W); :meth:`decode` with size (H, W) crops the picture back out."""
         h, w = x.shape[2:]
-        ph, pw = (-h) % self.multiple, (-w) % self.multiple
-        if ph or pw:
-            mode = "reflect" if min(h, w) > max(ph, pw) else "replicate"
-            x = F.pad(x, (0, pw, 0, ph), mode=mode)
+        m = self.margin
+        ph, pw = (-(h + 2 * m)) % self.multiple, (-(w + 2 * m)) % self.multiple
+        if m or ph or pw:
+            mode = "reflect" if min(h, w) > m + max(ph, pw) else "replicate"
+            x = F.pad(x, (m, m + pw, m, m + ph), mode=mode)
         return x, h, w
 
     def decode(self, features: Tensor, size: tuple[int, int] | None = None) -> Tensor:
-        """Features -> image (N, 3, H, W) cropped to size."""
+        """Features -> image (N, 3, H, W); with size (from :meth:`_pad`), the picture without the margin."""
         y = self.decoder(features)
-        return y if size is None else y[:, :, : size[0], : size[1]]
+        return y if size is None else crop_margin(y, self.margin, size)
 
     def transfer(self, content_feat: Tensor, stats: StyleStats | Tensor) -> Tensor:
         """AdaIN of content features with style (mean, std): official convention (biased, no NaN)."""
@@ -173,7 +188,8 @@ class AdaINNet(nn.Module):
                 raise ShapeError(
                     f"each mask must be (H, W) = {tuple(size)} like the content; got {tuple(m.shape)}"
                 )
-            pad = (0, padded[1] - size[1], 0, padded[0] - size[0])
+            left = self.margin
+            pad = (left, padded[1] - size[1] - left, left, padded[0] - size[0] - left)
             m = F.pad(m[None, None].float(), pad, mode="replicate")
             grid.append(F.interpolate(m, size=feat.shape[2:], mode="nearest")[0, 0])
         weights = torch.stack(grid)

@@ -185,6 +185,10 @@ class TrainConfig(RunConfig):
 
     content: Path = Field(description="folder of content images (searched recursively)")
     lr_decay: float = Field(0.0, ge=0, description="lr_i = lr / (1 + lr_decay·i)")
+    lr_warmup: int = Field(
+        0, ge=0, description="raise the lr linearly over this many first steps (0 = off): a net started "
+        "--init-from keeps what it knew (Adam's first steps move every weight by about lr)",
+    )
     image_size: int = Field(256, ge=16, description="training crop size S (S×S)")
     content_weight: float = Field(1e5, ge=0, description="weight of the content loss")
     style_weight: float = Field(1e10, ge=0, description="weight of the style loss")

@@ -450,8 +450,10 @@ class _Trainer:
             recipe.net = trainable
         params = [p for p in trainable.parameters() if p.requires_grad]
         self.optimizer = torch.optim.Adam(params, lr=cfg.lr)
-        decay = cfg.lr_decay
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda i: 1.0 / (1.0 + decay * i))
+        decay, warmup = cfg.lr_decay, cfg.lr_warmup
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda i: min(1.0, (i + 1) / warmup if warmup else 1.0) / (1.0 + decay * i)
+        )
         self.scaler = torch.amp.GradScaler(device.type, enabled=cfg.amp == "fp16")
         pin = device.type == "cuda"
         self.streams = {
@@ -610,6 +612,7 @@ class _Trainer:
             "processes": self.ranks.world,
             "lr": cfg.lr,
             "lr_decay": cfg.lr_decay,
+            "lr_warmup": cfg.lr_warmup,
             "weights": cfg.loss_weights(),
             "amp": cfg.amp,
             "seed": cfg.seed,

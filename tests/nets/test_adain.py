@@ -42,11 +42,30 @@ def test_style_weights_mix_the_adain_targets(net: AdaINNet) -> None:
     content = torch.rand(1, 3, 32, 32)
     s1, s2 = torch.rand(1, 3, 16, 16), torch.rand(1, 3, 16, 16) * 0.2
     with torch.no_grad():
-        feat = net.encode(content)
+        padded, h, w = net._pad(content)
+        feat = net.encode(padded)
         t1, t2 = net.transfer(feat, net.style_stats(s1)), net.transfer(feat, net.style_stats(s2))
-        expected = net.decode(0.25 * t1 + 0.75 * t2, (32, 32))
+        expected = net.decode(0.25 * t1 + 0.75 * t2, (h, w))
         got = net.stylize(content, [s1, net.style_stats(s2)], weights=[1.0, 3.0])
     torch.testing.assert_close(got, expected)
+
+
+def test_the_content_is_mirrored_by_the_margin_so_no_border_is_seen_by_the_encoder(net: AdaINNet) -> None:
+    """stylize = decode(AdaIN(encode(content mirrored by 32 px, aligned))) with the picture cropped out."""
+    content, style = torch.rand(1, 3, 50, 61), torch.rand(1, 3, 24, 30)
+    m = net.margin
+    assert m == 32 and m % net.multiple == 0
+    k = net.multiple
+    ph, pw = (-(50 + 2 * m)) % k, (-(61 + 2 * m)) % k
+    aligned = torch.nn.functional.pad(content, (m, m + pw, m, m + ph), mode="reflect")
+    with torch.no_grad():
+        t = net.transfer(net.encode(aligned), net.style_stats(style))
+        expected = net.decoder(t)[:, :, m : m + 50, m : m + 61]
+        got = net.stylize(content, [style])
+    torch.testing.assert_close(got, expected)
+    tiny = torch.rand(1, 3, 20, 24)  # too small to mirror 32 px: the edge is repeated instead
+    with torch.no_grad():
+        assert net.stylize(tiny, [style]).shape == tiny.shape
 
 
 def test_masks_give_each_region_its_style(net: AdaINNet) -> None:
@@ -55,10 +74,11 @@ def test_masks_give_each_region_its_style(net: AdaINNet) -> None:
     left = torch.zeros(32, 32)
     left[:, :16] = 1
     with torch.no_grad():
-        feat = net.encode(content)
+        padded, h, w = net._pad(content)  # mirrored by the margin: the masks are extended the same way
+        feat = net.encode(padded)
         t = net._masked_transfer(feat, [net.style_stats(s1), net.style_stats(s2)], [left, 1 - left],
-                                 (32, 32), (32, 32))
-    half = feat.shape[3] // 2
+                                 (h, w), tuple(padded.shape[2:]))
+    half = feat.shape[3] // 2  # the margin is symmetric: the left half of the features is the left region
     left_feat, right_feat = t[..., :half], t[..., half:]
     mean1, _ = net.style_stats(s1)
     mean2, _ = net.style_stats(s2)

@@ -255,6 +255,12 @@ def test_a_fast_net_init_from_a_multistyle_row_equals_that_row(
         make_config("fast", settings(data, "fast", tmp_path / "p", init_style="y"))
 
 
+def test_lr_warmup_raises_the_lr_linearly_then_holds_it(data: Data, tmp_path: Path) -> None:
+    cfg = make_config("fast", settings(data, "fast", tmp_path / "m", lr_warmup=4, steps=6))
+    lrs = [row["lr"] for row in train(cfg, build_recipe).history]
+    assert lrs == pytest.approx([cfg.lr * k / 4 for k in (1, 2, 3, 4, 4, 4)]), lrs  # the lr each step used
+
+
 @pytest.mark.parametrize("recipe", RECIPES)
 def test_resume_continues_exactly(
     recipe: str, data: Data, full_runs: dict[str, TrainResult], tmp_path: Path
