@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import shutil
 import tempfile
 import tomllib
 from collections.abc import Mapping
@@ -129,24 +130,92 @@ def atomic_write(path: Path, write: Any) -> None:
 def save_model(
     folder: str | Path, card: ModelCard, state: Mapping[str, Tensor] | None = None
 ) -> ModelCard:
-    """Write card.toml and (if given) weights.safetensors atomically; returns the card with its checksum."""
+    """Write the model folder (card.toml, weights.safetensors if state) as one atomic replacement.
+
+    The new folder is staged beside the old one (with the old one's other files, e.g. ``styles/``),
+    then swapped in with one rename: a reader sees the old model or the new one, never a card
+    without its weights, and a crash leaves the old folder as it was. Returns the card with its
+    checksum.
+    """
     folder = Path(folder)
     check_name(card.name)
-    folder.mkdir(parents=True, exist_ok=True)
-    weights = folder / WEIGHTS
-    if state:  # a model without tensors (colour transfer) has no weights file
-        tensors = {k: v.detach().contiguous().cpu() for k, v in state.items()}
-        atomic_write(weights, lambda p: save_file(tensors, str(p), metadata={"name": card.name}))
-        card = card.model_copy(update={"sha256": _sha256(weights)})
-    else:
-        weights.unlink(missing_ok=True)
-        card = card.model_copy(update={"sha256": ""})
-    from stylenorm import __version__
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.new-"))
+    try:
+        if folder.is_dir():  # what else the folder holds comes along
+            for entry in folder.iterdir():
+                if entry.name in (CARD, WEIGHTS) or entry.name.startswith("."):
+                    continue
+                copy = shutil.copytree if entry.is_dir() else shutil.copy2
+                copy(entry, staging / entry.name)
+        if state:  # a model without tensors (colour transfer) has no weights file
+            tensors = {k: v.detach().contiguous().cpu() for k, v in state.items()}
+            save_file(tensors, str(staging / WEIGHTS), metadata={"name": card.name})
+            card = card.model_copy(update={"sha256": _sha256(staging / WEIGHTS)})
+        else:
+            card = card.model_copy(update={"sha256": ""})
+        from stylenorm import __version__
 
-    card = card.model_copy(update={"stylenorm_version": __version__})
-    text = tomli_w.dumps(card.model_dump(mode="json"))
-    atomic_write(folder / CARD, lambda p: p.write_text(text, encoding="utf-8"))
+        card = card.model_copy(update={"stylenorm_version": __version__})
+        (staging / CARD).write_text(tomli_w.dumps(card.model_dump(mode="json")), encoding="utf-8")
+        for path in staging.iterdir():
+            if path.is_file():
+                os.chmod(path, 0o644)
+                _fsync(path)
+        os.chmod(staging, 0o755)  # mkdtemp makes 0700; a server running as another user must read it
+        _swap_in(staging, folder)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)  # after the swap: the old folder's contents
     return card
+
+
+def _fsync(path: Path) -> None:
+    with path.open("rb") as f:
+        os.fsync(f.fileno())
+
+
+_RENAME_EXCHANGE = 2  # linux/fs.h: swap two paths atomically (renameat2, Linux ≥ 3.15)
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two existing paths in one step (Linux renameat2); False where the system cannot."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd = -100
+    return renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), _RENAME_EXCHANGE) == 0
+
+
+def _swap_in(staging: Path, folder: Path) -> None:
+    """Make staging the folder; the old folder's contents end up at staging (for the caller to delete)."""
+    if not folder.exists():
+        os.rename(staging, folder)
+        staging.mkdir()  # the caller removes staging afterwards
+        return
+    if _exchange(staging, folder):
+        return
+    old = folder.with_name(f".{folder.name}.old-{os.getpid()}")  # two renames: a moment without folder
+    os.rename(folder, old)
+    os.rename(staging, folder)
+    os.rename(old, staging)
+
+
+def _card_problems(exc: ValidationError) -> str:
+    """What is wrong with a card, in our words: each field and pydantic's rule, never the value
+    (pydantic's own text quotes the values, which a server would then show to anyone)."""
+    problems = []
+    for error in exc.errors()[:5]:
+        where = ".".join(str(part) for part in error["loc"]) or "the card"
+        message = error["msg"][:1].lower() + error["msg"][1:]
+        rule = "unknown key" if error["type"] == "extra_forbidden" else message
+        problems.append(f"{where}: {rule}")
+    more = len(exc.errors()) - len(problems)
+    return "; ".join(problems) + (f" (and {more} more)" if more > 0 else "")
 
 
 def read_card(folder: str | Path) -> ModelCard:
@@ -156,8 +225,10 @@ def read_card(folder: str | Path) -> ModelCard:
         raise ModelError(f"{path} not found: a model folder needs a {CARD}")
     try:
         card = ModelCard.model_validate(tomllib.loads(path.read_text(encoding="utf-8")))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError, ValidationError) as exc:
-        raise ModelError(f"{path} is not a valid model card: {exc}") from exc
+    except ValidationError as exc:
+        raise ModelError(f"{path} is not a valid model card: {_card_problems(exc)}") from exc
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ModelError(f"{path} is not a valid model card: not TOML ({exc})") from exc
     if card.format_version > FORMAT_VERSION:
         raise ModelError(
             f"{path} has format version {card.format_version}; this stylenorm reads {FORMAT_VERSION}"
@@ -165,37 +236,69 @@ def read_card(folder: str | Path) -> ModelCard:
     return card
 
 
-def load_weights(folder: str | Path, card: ModelCard | None = None) -> dict[str, Tensor]:
-    """Read weights.safetensors after checking its SHA-256 against the card (empty if there are none)."""
-    folder = Path(folder)
-    card = card or read_card(folder)
-    path = folder / WEIGHTS
+def verify_weights(folder: str | Path, card: ModelCard) -> Path | None:
+    """The weights file after checking it against the card's SHA-256 (None for a model without weights).
+
+    MissingWeightsError when absent, ModelError when its bytes differ (truncated, changed): the one
+    check that ``stylenorm models``, loading and the server all make.
+    """
     if not card.sha256:
-        return {}
+        return None
+    path = Path(folder) / WEIGHTS
     if not path.is_file():
         raise MissingWeightsError(f"{path} not found, but the card of {card.name!r} lists weights")
     actual = _sha256(path)
     if actual != card.sha256:
-        raise ModelError(f"{path} does not match its card (sha256 {actual[:12]}… ≠ {card.sha256[:12]}…)")
-    return load_file(str(path))
+        raise ModelError(
+            f"{path} does not match its card (truncated or changed: sha256 {actual[:12]}… ≠ "
+            f"{card.sha256[:12]}…)"
+        )
+    return path
 
 
-def scan(models_dir: str | Path) -> tuple[dict[str, Path], dict[str, str]]:
-    """Find model folders: ({name: folder} of readable cards, {folder name: error} of broken ones)."""
+def load_weights(folder: str | Path, card: ModelCard | None = None) -> dict[str, Tensor]:
+    """Read weights.safetensors after checking its SHA-256 against the card (empty if there are none)."""
+    folder = Path(folder)
+    card = card or read_card(folder)
+    path = verify_weights(folder, card)
+    return {} if path is None else load_file(str(path))
+
+
+def scan(models_dir: str | Path, verify: bool = False) -> tuple[dict[str, Path], dict[str, str]]:
+    """Find model folders: ({name: folder} of good cards, {folder name: reason} of broken ones).
+
+    A folder is broken when its card is unreadable or invalid, when it resolves outside models_dir
+    (a symlink out of the repository is never followed), when another folder's card has the same name
+    (both are refused: which one a name means must not depend on the folders' order), or, with
+    ``verify``, when its weights are missing or do not match the card's checksum.
+    """
     found: dict[str, Path] = {}
     broken: dict[str, str] = {}
     root = Path(models_dir)
     if not root.is_dir():
         return found, broken
+    inside = root.resolve()
+    named: dict[str, list[Path]] = {}
     for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
         try:
+            if not folder.resolve().is_relative_to(inside):
+                raise ModelError(f"{folder.name} links outside the models folder (folders must be inside it)")
             card = read_card(folder)
             check_name(card.name)
-            if card.name in found:
-                raise ModelError(f"name {card.name!r} is already used by {found[card.name]}")
-            found[card.name] = folder
+            if verify:
+                verify_weights(folder, card)
+            named.setdefault(card.name, []).append(folder)
         except StylenormError as exc:
             broken[folder.name] = str(exc)
+    for name, folders in named.items():
+        if len(folders) == 1:
+            found[name] = folders[0]
+            continue
+        listing = ", ".join(f.name for f in folders)
+        for folder in folders:
+            broken[folder.name] = (
+                f"the model name {name!r} is in {len(folders)} folders ({listing}); rename all but one"
+            )
     return found, broken
 
 

@@ -247,7 +247,7 @@ def run_stylize(args: argparse.Namespace) -> int:
 def run_models(args: argparse.Namespace) -> int:
     """``stylenorm models``: every model (name, architecture, styles, description), then the broken ones."""
     root = models_dir(args.models_dir)
-    found, broken = scan(root)
+    found, broken = scan(root, verify=True)  # weights checked too, as the server does when loading
     if not found and not broken:
         print(f"no models in {root}")
         return 0

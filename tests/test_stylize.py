@@ -456,6 +456,12 @@ def test_cli_models_lists_good_and_broken(tmp_path: Path, models_dir: Path,
     make_models(root)
     (root / "junk").mkdir()
     (root / "junk" / "card.toml").write_text("this is = = not toml")
+    weights = root / "multi" / "weights.safetensors"
+    good = weights.read_bytes()
+    weights.write_bytes(good[: len(good) // 2])  # truncated: listed as broken, as the server would refuse it
+    assert cli.main(["models", "--models-dir", str(root)]) == 0
+    assert "multi: " in capsys.readouterr().out.split("broken models")[1]
+    weights.write_bytes(good)
     assert cli.main(["models", "--models-dir", str(root)]) == 0
     printed = capsys.readouterr().out
     rows = {line.split()[0]: line for line in printed.splitlines() if line and not line.startswith(" ")}

@@ -11,12 +11,14 @@ loaded and warmed); inference runs in :class:`server.engine.Engine`.
 
 # No `from __future__ import annotations` in this module: FastAPI evaluates the route signatures, and
 # their constraints (max_side ≤ settings.max_side) refer to names in create_app's scope.
+import asyncio
 import base64
 import hashlib
 import json
 import logging
 import secrets
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -49,6 +51,7 @@ from stylenorm.server.errors import ApiError, error_body
 from stylenorm.server.jobs import JobRunner
 from stylenorm.server.metrics import CONTENT_TYPE, Metrics, MetricsMiddleware
 from stylenorm.server.optimise_routes import MAX_OPTIMISE_STYLES, add_optimise_routes
+from stylenorm.server.protocol import TimedH11Protocol
 from stylenorm.server.registry import Registry, ServedModel, library_function
 from stylenorm.server.request_id import RequestIdMiddleware
 from stylenorm.server.schemas import (
@@ -86,29 +89,46 @@ class _BodyTooLarge(Exception):
     """Raised into the app by the body limit once the streamed body passes the limit."""
 
 
+class _BodyStalled(Exception):
+    """Raised into the app when the body stops arriving for longer than the body timeout."""
+
+
 class BodyLimitMiddleware:
-    """Pure ASGI: 413 for bodies over max_bytes, from Content-Length early, else by counting streamed bytes.
+    """Pure ASGI: 413 for bodies over max_bytes, 408 for bodies that stall; marks when the body is in.
 
     Counting covers chunked bodies (no Content-Length). The rest of an oversized
-    body (up to ``drain_bytes``) is read and dropped before answering, so the
-    client, still sending, gets to read the 413 instead of a broken pipe.
+    body (up to ``drain_bytes``, for at most ``drain_s``) is read and dropped
+    before answering, so the client, still sending, gets to read the 413 instead
+    of a broken pipe. A body that sends nothing for ``body_timeout_s`` is
+    answered 408 ``request_timeout`` and the connection closed. When the last
+    body byte has arrived, ``scope["stylenorm.body_complete"]`` is set: request
+    deadlines count from there, not from the first header byte (a slow upload is
+    not the server's time).
     """
 
-    def __init__(self, app: ASGIApp, max_bytes: int, drain_bytes: int | None = None) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_bytes: int,
+        drain_bytes: int | None = None,
+        body_timeout_s: float = 15.0,
+        drain_s: float = 5.0,
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
         self.drain_bytes = drain_bytes if drain_bytes is not None else max(4 * max_bytes, 64 << 20)
+        self.body_timeout_s, self.drain_s = body_timeout_s, drain_s
 
     def _message(self) -> str:
         return f"the request body is larger than the server's limit of {self.max_bytes:,} bytes"
 
-    async def _reject(self, scope: Scope, send: Send) -> None:
-        scope["stylenorm.failure"] = "payload_too_large"
-        body = json.dumps(error_body(413, "payload_too_large", self._message())).encode()
+    async def _answer(self, scope: Scope, send: Send, status: int, code: str, message: str) -> None:
+        scope["stylenorm.failure"] = code
+        body = json.dumps(error_body(status, code, message)).encode()
         await send(
             {
                 "type": "http.response.start",
-                "status": 413,
+                "status": status,
                 "headers": [
                     (b"content-type", b"application/json"),
                     (b"content-length", str(len(body)).encode()),
@@ -118,10 +138,25 @@ class BodyLimitMiddleware:
         )
         await send({"type": "http.response.body", "body": body})
 
+    async def _reject(self, scope: Scope, send: Send) -> None:
+        await self._answer(scope, send, 413, "payload_too_large", self._message())
+
+    async def _stalled(self, scope: Scope, send: Send) -> None:
+        message = f"the request body stopped arriving (nothing for {self.body_timeout_s:g} s)"
+        await self._answer(scope, send, 408, "request_timeout", message)
+
     async def _drain(self, receive: Receive, already: int) -> None:
+        """Read and drop the rest of an oversized body: at most drain_bytes, for at most drain_s."""
         seen = already
+        deadline = asyncio.get_running_loop().time() + self.drain_s
         while seen <= self.drain_bytes:
-            message = await receive()
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                return
+            try:
+                message = await asyncio.wait_for(receive(), min(left, self.body_timeout_s))
+            except TimeoutError:
+                return
             if message["type"] != "http.request":
                 return
             seen += len(message.get("body", b""))
@@ -145,22 +180,33 @@ class BodyLimitMiddleware:
                     await self._drain(receive, 0)
                 await self._reject(scope, send)
                 return
-        state = {"received": 0, "exceeded": False, "started": False}
+        state = {"received": 0, "exceeded": False, "stalled": False, "started": False, "complete": False}
 
         async def limited_receive() -> Message:
             if state["exceeded"]:
                 raise _BodyTooLarge
-            message = await receive()
+            if state["stalled"]:
+                raise _BodyStalled
+            if state["complete"]:
+                return await receive()  # after the body: waiting for a disconnect has no time limit
+            try:
+                message = await asyncio.wait_for(receive(), self.body_timeout_s)
+            except TimeoutError:
+                state["stalled"] = True
+                raise _BodyStalled from None
             if message["type"] == "http.request":
                 state["received"] += len(message.get("body", b""))
                 if state["received"] > self.max_bytes:
                     state["exceeded"] = True
                     state["more"] = message.get("more_body", False)
                     raise _BodyTooLarge
+                if not message.get("more_body", False):
+                    state["complete"] = True
+                    scope["stylenorm.body_complete"] = time.monotonic()
             return message
 
         async def guarded_send(message: Message) -> None:
-            if state["exceeded"]:
+            if state["exceeded"] or state["stalled"]:
                 return  # the app's own answer to the exception (FastAPI makes it a 400) is replaced below
             if message["type"] == "http.response.start":
                 state["started"] = True
@@ -169,12 +215,16 @@ class BodyLimitMiddleware:
         try:
             await self.app(scope, limited_receive, guarded_send)
         except Exception:
-            if not state["exceeded"]:
+            if not (state["exceeded"] or state["stalled"]):
                 raise
-        if state["exceeded"] and not state["started"]:
+        if state["started"]:
+            return
+        if state["exceeded"]:
             if state.get("more"):
                 await self._drain(receive, state["received"])
             await self._reject(scope, send)
+        elif state["stalled"]:
+            await self._stalled(scope, send)
 
 
 # /docs and /redoc: their scripts and styles are local (fastapi-offline), but both pages have inline
@@ -243,8 +293,9 @@ def synthetic_image(size: int = 32, seed: int = 0) -> torch.Tensor:
 
 
 def arrived(request: Request) -> float | None:
-    """When the request came in (monotonic, set by the metrics middleware): its deadline counts from it."""
-    return request.scope.get("stylenorm.arrived")
+    """When the request's body was in (monotonic): its deadline counts from there, not from the upload's
+    start (the first header byte, set by the metrics middleware, when the body time is unknown)."""
+    return request.scope.get("stylenorm.body_complete") or request.scope.get("stylenorm.arrived")
 
 
 def stylize_options(served: ServedModel) -> StylizeOptions:
@@ -471,6 +522,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         openapi_url="/openapi.json" if docs else None,
     )
     app.state.settings = settings
+    TimedH11Protocol.header_timeout_s = settings.header_timeout_s  # uvicorn builds it per connection
     app.state.registry = registry
     app.state.engine = engine
     app.state.jobs = jobs
@@ -968,7 +1020,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     # outermost last: metrics see every answer, including the body limit's 413
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_bytes)
+    app.add_middleware(
+        BodyLimitMiddleware, max_bytes=settings.max_upload_bytes, body_timeout_s=settings.body_timeout_s
+    )
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

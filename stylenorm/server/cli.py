@@ -46,6 +46,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--keepalive-timeout-s", type=float, default=None, help="close idle keep-alive connections after this"
     )
     p.add_argument(
+        "--header-timeout-s", type=float, default=None, help="close connections whose headers take longer"
+    )
+    p.add_argument("--body-timeout-s", type=float, default=None, help="408 for a body silent this long")
+    p.add_argument(
         "--cors-origin",
         action="append",
         default=None,
@@ -77,6 +81,8 @@ def settings_from_args(args: argparse.Namespace) -> Any:
         ("request_timeout_s", "request_timeout_s"),
         ("max_upload_bytes", "max_upload_bytes"),
         ("keepalive_timeout_s", "keepalive_timeout_s"),
+        ("header_timeout_s", "header_timeout_s"),
+        ("body_timeout_s", "body_timeout_s"),
         ("cors_origin", "cors_origins"),
         ("log_level", "log_level"),
     ):
@@ -124,6 +130,7 @@ def run(args: argparse.Namespace) -> int:
 
     from stylenorm.errors import SpecError
     from stylenorm.runtime import tune_cpu_allocator
+    from stylenorm.server.protocol import PROTOCOL
 
     settings = settings_from_args(args)
     if args.workers < 1:
@@ -151,6 +158,7 @@ def run(args: argparse.Namespace) -> int:
         # --workers N: the supervisor's ping timeout (a starting worker answers only after importing torch)
         "timeout_worker_healthcheck": settings.worker_healthcheck_timeout_s,
         "server_header": False,
+        "http": PROTOCOL,  # uvicorn's h11 protocol with a header deadline (stylenorm.server.protocol)
     }
     if args.workers == 1:
         from stylenorm.server.app import create_app

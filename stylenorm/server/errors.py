@@ -38,6 +38,7 @@ ERROR_TABLE: tuple[tuple[int, str, str], ...] = (
     (404, "no_model", "no model of the kind this endpoint needs (spade, cgan) is loaded"),
     (404, "unknown_job", "no such optimisation job, or it finished longer ago than job_keep_s"),
     (405, "method_not_allowed", "wrong HTTP method for the route"),
+    (408, "request_timeout", "the request body stopped arriving for longer than body_timeout_s"),
     (409, "not_done", "the job has not finished yet; retry after Retry-After seconds"),
     (409, "cancelled", "the job was cancelled"),
     (413, "payload_too_large", "the request body is larger than max_upload_bytes"),

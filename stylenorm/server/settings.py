@@ -57,6 +57,13 @@ class Settings(BaseSettings):
     )
     queue_size: int = Field(64, ge=1, le=100_000, description="requests waiting for the worker; beyond: 503")
     request_timeout_s: float = Field(30.0, gt=0.0, le=3600.0, description="per-request deadline; beyond: 504")
+    header_timeout_s: float = Field(
+        10.0, gt=0.0, le=3600.0, description="a connection must send its request headers within this long "
+        "of opening (or of its first byte after a keep-alive wait); else it is closed",
+    )
+    body_timeout_s: float = Field(
+        15.0, gt=0.0, le=3600.0, description="a request body that sends nothing this long is answered 408"
+    )
     keepalive_timeout_s: float = Field(
         15.0,
         gt=0.0,

@@ -11,11 +11,16 @@ Layout of one file:
   config, Python RNG, data position …). safetensors metadata is str → str.
 
 Files are written atomically (temporary file, fsync, ``os.replace``), so a
-crash while saving leaves the previous checkpoint intact.
+crash while saving leaves the previous checkpoint intact; a temporary file a
+killed process left behind is deleted at the next start or prune. The metadata
+also holds the SHA-256 of the tensor data (``stylenorm.sha256``), checked on
+load, so a damaged file (a full disk, a bad copy) is refused by name, and
+``--resume latest`` falls back to the newest intact checkpoint, saying so.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -33,6 +38,7 @@ from stylenorm.repository import atomic_write
 
 FORMAT = 1
 META_KEY = "stylenorm.checkpoint"
+DIGEST_KEY = "stylenorm.sha256"
 MODEL_PREFIX = "model."
 OPTIM_PREFIX = "optim.state."
 _NAME = re.compile(r"^step-(\d+)\.safetensors$")
@@ -98,7 +104,9 @@ def save_checkpoint(path: str | Path, checkpoint: Checkpoint) -> Path:
         tensors[key] = value
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
     meta = {"format": FORMAT, "optimizer": optim_rest, **checkpoint.meta}
-    data = save(tensors, metadata={META_KEY: json.dumps(meta)})
+    # the tensor data does not depend on the metadata: hash it once, then write it with its digest
+    digest = hashlib.sha256(_data_section(save(tensors))).hexdigest()
+    data = save(tensors, metadata={META_KEY: json.dumps(meta), DIGEST_KEY: digest})
 
     def write(tmp: Path) -> None:
         with tmp.open("wb") as f:
@@ -111,14 +119,26 @@ def save_checkpoint(path: str | Path, checkpoint: Checkpoint) -> Path:
     return path
 
 
+def _data_section(data: bytes) -> bytes:
+    """The tensor bytes of a safetensors file: after the 8-byte header length and the JSON header."""
+    if len(data) < 8:
+        raise CheckpointError("shorter than a safetensors header")
+    header = int.from_bytes(data[:8], "little")
+    return data[8 + header :]
+
+
 def load_checkpoint(path: str | Path) -> Checkpoint:
-    """Read a checkpoint written by :func:`save_checkpoint`."""
+    """Read a checkpoint written by :func:`save_checkpoint`, checking its tensor data's SHA-256."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} not found")
     try:
         with safe_open(str(path), framework="pt") as f:
-            raw = (f.metadata() or {}).get(META_KEY)
+            metadata = f.metadata() or {}
+        raw = metadata.get(META_KEY)
+        digest = metadata.get(DIGEST_KEY)
+        if digest is not None and hashlib.sha256(_data_section(path.read_bytes())).hexdigest() != digest:
+            raise CheckpointError(f"{path} is damaged: its tensor data does not match its saved checksum")
         tensors = load_file(str(path))
     except (SafetensorError, OSError) as exc:
         raise CheckpointError(f"{path} is not a readable safetensors file: {exc}") from exc
@@ -156,10 +176,54 @@ def latest_checkpoint(folder: str | Path) -> Path:
     return found[-1][1]
 
 
+def load_latest_intact(folder: str | Path) -> tuple[Path, Checkpoint]:
+    """The newest checkpoint in folder that loads and matches its checksum; a damaged newer one is
+    skipped with a warning naming it (a run killed mid-write, a full disk). CheckpointError if none."""
+    found = list_checkpoints(folder)
+    if not found:
+        raise CheckpointError(f"no checkpoint (step-*.safetensors) in {folder} to resume from")
+    problems = []
+    for _step, path in reversed(found):
+        try:
+            checkpoint = load_checkpoint(path)
+        except CheckpointError as exc:
+            log.warning("skipping checkpoint %s: %s", path.name, exc)
+            problems.append(f"{path.name}: {exc}")
+            continue
+        if problems:
+            log.warning("resuming from %s, the newest intact checkpoint (%d newer damaged)", path.name,
+                        len(problems))
+        return path, checkpoint
+    raise CheckpointError(f"no intact checkpoint in {folder}: " + "; ".join(problems[:3]))
+
+
+def resume_checkpoint(resume: str | None, folder: str | Path) -> tuple[Path | None, Checkpoint | None]:
+    """What ``--resume`` names: nothing (None), ``latest`` (the newest intact in folder), or a file."""
+    remove_partial_writes(folder)
+    if resume is None:
+        return None, None
+    if resume == "latest":
+        return load_latest_intact(folder)
+    return Path(resume), load_checkpoint(resume)
+
+
+def remove_partial_writes(folder: str | Path) -> list[Path]:
+    """Delete the temporary files of checkpoint writes that never finished (a killed process's)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    stale = [p for p in folder.glob(".step-*.tmp") if p.is_file()]
+    for path in stale:
+        path.unlink(missing_ok=True)
+        log.info("removed %s, left by an interrupted checkpoint write", path.name)
+    return stale
+
+
 def prune_checkpoints(folder: str | Path, keep: int) -> None:
-    """Delete all but the ``keep`` newest checkpoints in folder."""
+    """Delete all but the ``keep`` newest checkpoints in folder (and unfinished temporary writes)."""
     for _step, path in list_checkpoints(folder)[:-keep]:
         path.unlink(missing_ok=True)
+    remove_partial_writes(folder)
 
 
 __all__ = [
@@ -170,7 +234,10 @@ __all__ = [
     "latest_checkpoint",
     "list_checkpoints",
     "load_checkpoint",
+    "load_latest_intact",
     "prune_checkpoints",
+    "remove_partial_writes",
+    "resume_checkpoint",
     "save_checkpoint",
     "unflatten_optimizer",
 ]

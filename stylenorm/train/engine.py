@@ -51,10 +51,9 @@ from stylenorm.train.checkpoint import (
     Checkpoint,
     CheckpointError,
     checkpoint_path,
-    latest_checkpoint,
     list_checkpoints,
-    load_checkpoint,
     prune_checkpoints,
+    resume_checkpoint,
     save_checkpoint,
 )
 from stylenorm.train.config import ConfigError, RunConfig, TrainConfig
@@ -393,14 +392,6 @@ class TrainResult:
     history: list[dict[str, float]] = field(default_factory=list)
 
 
-def _resolve_resume(cfg: TrainConfig) -> Path | None:
-    if cfg.resume is None:
-        return None
-    if cfg.resume == "latest":
-        return latest_checkpoint(cfg.runs / "checkpoints")
-    return Path(cfg.resume)
-
-
 def train(cfg: TrainConfig, build_recipe: Any, command: str | None = None) -> TrainResult:
     """Train ``build_recipe(cfg, device)`` for ``cfg.steps`` steps; writes the model folder on rank 0."""
     ranks, device = setup_distributed(cfg.device)
@@ -421,13 +412,12 @@ class _Trainer:
         command: str | None,
     ) -> None:
         self.cfg, self.ranks, self.device, self.command = cfg, ranks, device, command
-        resume = _resolve_resume(cfg)
-        if resume is None and list_checkpoints(cfg.runs / "checkpoints"):
+        if cfg.resume is None and list_checkpoints(cfg.runs / "checkpoints"):
             raise ConfigError(
                 f"{cfg.runs / 'checkpoints'} holds checkpoints of an earlier run: continue it with "
                 "--resume latest, or give another --run-dir (or delete them)"
             )
-        self.checkpoint = load_checkpoint(resume) if resume is not None else None
+        resume, self.checkpoint = resume_checkpoint(cfg.resume, cfg.runs / "checkpoints")
         self.resumed_from = resume
         seed_everything(cfg.seed)  # same initialization on every rank
         self.recipe: Recipe = build_recipe(cfg, device)

@@ -62,10 +62,9 @@ from stylenorm.train.checkpoint import (
     CheckpointError,
     checkpoint_path,
     flatten_optimizer,
-    latest_checkpoint,
     list_checkpoints,
-    load_checkpoint,
     prune_checkpoints,
+    resume_checkpoint,
     save_checkpoint,
     unflatten_optimizer,
 )
@@ -697,16 +696,12 @@ def _lr_factor(cfg: GANConfig, step: int) -> float:
 class _GANTrainer:
     def __init__(self, cfg: GANConfig, ranks: Distributed, device: torch.device, command: str | None) -> None:
         self.cfg, self.ranks, self.device, self.command = cfg, ranks, device, command
-        resume = None
-        if cfg.resume is not None:
-            folder = cfg.runs / "checkpoints"
-            resume = latest_checkpoint(folder) if cfg.resume == "latest" else Path(cfg.resume)
-        elif list_checkpoints(cfg.runs / "checkpoints"):
+        if cfg.resume is None and list_checkpoints(cfg.runs / "checkpoints"):
             raise ConfigError(
                 f"{cfg.runs / 'checkpoints'} holds checkpoints of an earlier run: continue it with "
                 "--resume latest, or give another --run-dir (or delete them)"
             )
-        ckpt = load_checkpoint(resume) if resume is not None else None
+        resume, ckpt = resume_checkpoint(cfg.resume, cfg.runs / "checkpoints")
         self.resumed_from = resume
         seed_everything(cfg.seed)  # same initialization on every rank
         recipe = RECIPES[cfg.recipe](cfg, device)  # type: ignore[arg-type]

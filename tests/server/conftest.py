@@ -24,6 +24,7 @@ from PIL import Image
 from stylenorm.models import build, weights_to_save
 from stylenorm.repository import ModelCard, save_model
 from stylenorm.server.app import create_app
+from stylenorm.server.protocol import PROTOCOL
 from stylenorm.server.settings import Settings
 
 ADAIN_ARGS = {"encoder": {"fmt": "random", "depth": 19, "last": "relu2_1", "seed": 0}}
@@ -147,6 +148,7 @@ class LiveServer:
             timeout_graceful_shutdown=5,
             timeout_keep_alive=settings.keepalive_timeout_s,
             lifespan="on",
+            http=PROTOCOL,  # as stylenorm serve: uvicorn's h11 with a header deadline
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)

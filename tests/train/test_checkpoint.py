@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -20,7 +23,9 @@ from stylenorm.train.checkpoint import (
     latest_checkpoint,
     list_checkpoints,
     load_checkpoint,
+    load_latest_intact,
     prune_checkpoints,
+    resume_checkpoint,
     save_checkpoint,
     unflatten_optimizer,
 )
@@ -104,3 +109,69 @@ def test_latest_and_prune(tmp_path: Path) -> None:
     assert latest_checkpoint(tmp_path).name == "step-00000010.safetensors"
     prune_checkpoints(tmp_path, keep=2)
     assert [s for s, _ in list_checkpoints(tmp_path)] == [6, 10]
+
+
+def test_a_damaged_checkpoint_is_refused_and_resume_latest_takes_the_newest_intact_one(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    model, opt = _trained()
+    for step in (2, 4, 6):
+        state = Checkpoint(model.state_dict(), opt.state_dict(), meta={"step": step})
+        save_checkpoint(checkpoint_path(tmp_path, step), state)
+    newest = checkpoint_path(tmp_path, 6)
+    data = bytearray(newest.read_bytes())
+    data[-3] ^= 0x01  # one bit of one tensor: the file still parses
+    newest.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="damaged"):
+        load_checkpoint(newest)
+    truncated = checkpoint_path(tmp_path, 4)
+    truncated.write_bytes(truncated.read_bytes()[:-100])
+    with pytest.raises(CheckpointError):
+        load_checkpoint(truncated)
+    caplog.set_level("WARNING", logger="stylenorm.train.checkpoint")
+    path, checkpoint = load_latest_intact(tmp_path)
+    assert path == checkpoint_path(tmp_path, 2) and checkpoint.meta["step"] == 2
+    assert "step-00000006.safetensors" in caplog.text and "newest intact" in caplog.text
+    assert resume_checkpoint("latest", tmp_path)[0] == path
+    checkpoint_path(tmp_path, 2).write_bytes(b"\x00" * 10)
+    with pytest.raises(CheckpointError, match="no intact checkpoint"):
+        load_latest_intact(tmp_path)
+
+
+def test_the_temporary_file_of_a_killed_write_is_removed(tmp_path: Path) -> None:
+    model, opt = _trained()
+    save_checkpoint(checkpoint_path(tmp_path, 2), Checkpoint(model.state_dict(), opt.state_dict()))
+    stale = tmp_path / ".step-00000004.safetensors.abc123.tmp"  # what atomic_write leaves when killed
+    stale.write_bytes(b"half a checkpoint")
+    assert resume_checkpoint(None, tmp_path) == (None, None)
+    assert not stale.exists() and checkpoint_path(tmp_path, 2).is_file()
+    stale.write_bytes(b"again")
+    prune_checkpoints(tmp_path, keep=3)
+    assert not stale.exists()
+
+
+def test_kill_9_during_a_checkpoint_write_keeps_the_previous_one_and_resume_cleans_up(tmp_path: Path) -> None:
+    """A real process killed with SIGKILL while its new checkpoint is half on disk (held at fsync)."""
+    script = f"""
+import os, sys, time, torch
+from torch import nn
+from stylenorm.train.checkpoint import Checkpoint, checkpoint_path, save_checkpoint
+model = nn.Linear(64, 64)
+opt = torch.optim.Adam(model.parameters())
+save_checkpoint(checkpoint_path({str(tmp_path)!r}, 1), Checkpoint(model.state_dict(), opt.state_dict()))
+def stall(fd):
+    print("writing", flush=True)
+    time.sleep(60)
+os.fsync = stall
+save_checkpoint(checkpoint_path({str(tmp_path)!r}, 2), Checkpoint(model.state_dict(), opt.state_dict()))
+"""
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "writing"
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait(30)
+    assert [p.name for p in tmp_path.glob(".step-*.tmp")]  # the unfinished write is still there
+    assert [s for s, _ in list_checkpoints(tmp_path)] == [1]
+    path, _ = resume_checkpoint("latest", tmp_path)
+    assert path == checkpoint_path(tmp_path, 1) and not list(tmp_path.glob(".step-*.tmp"))

@@ -437,6 +437,8 @@ def test_missing_encoder_weights_name_the_file(
             str(tmp_path / "m"),
             "--image-size",
             "32",
+            "--encoder",
+            "normalised",
         ]
     )
     assert code == 2

@@ -1,0 +1,115 @@
+"""Stalled clients are let go: silent and half-header connections are closed, a stalled body gets 408,
+an over-limit body that stalls gets its 413 within the drain bound, and a slow upload's deadline starts
+when the body is in (it is not the server's time)."""
+
+from __future__ import annotations
+
+import socket
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.server.conftest import image_bytes, live_server
+
+pytestmark = pytest.mark.usefixtures("models_dir")
+
+
+def _closed_within(sock: socket.socket, seconds: float) -> tuple[bool, bytes]:
+    """Whether the server closed the connection within seconds, and what it sent before."""
+    sock.settimeout(seconds)
+    data = b""
+    try:
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                return True, data
+            data += chunk
+    except TimeoutError:
+        return False, data
+    except ConnectionResetError:
+        return True, data
+
+
+@pytest.fixture(scope="module")
+def strict(models_dir: Path):
+    with live_server(models_dir, header_timeout_s=1.0, body_timeout_s=1.0) as server:
+        yield server
+
+
+def test_silent_and_half_header_connections_are_closed(strict) -> None:
+    started = time.monotonic()
+    with (
+        socket.create_connection(("127.0.0.1", strict.port)) as silent,
+        socket.create_connection(("127.0.0.1", strict.port)) as half,
+    ):
+        half.sendall(b"GET /healthz HTTP/1.1\r\nHost: te")
+        assert _closed_within(silent, 5)[0] and _closed_within(half, 5)[0]
+    assert time.monotonic() - started < 5
+    with socket.create_connection(("127.0.0.1", strict.port)) as ok:  # a prompt client is served
+        ok.sendall(b"GET /healthz HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
+        closed, data = _closed_within(ok, 5)
+        assert closed and data.startswith(b"HTTP/1.1 200")
+
+
+def test_the_header_deadline_does_not_cut_keep_alive_waits(strict) -> None:
+    with socket.create_connection(("127.0.0.1", strict.port), timeout=10) as sock:
+        for _ in range(2):
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: test\r\n\r\n")
+            head = b""
+            while b"\r\n\r\n" not in head:
+                head += sock.recv(65536)
+            assert head.startswith(b"HTTP/1.1 200")
+            time.sleep(2.5)  # idle longer than the header deadline, shorter than the keep-alive
+
+
+def _multipart_head(length: int) -> bytes:
+    return (
+        b"POST /v1/stylize HTTP/1.1\r\nHost: test\r\n"
+        b"Content-Type: multipart/form-data; boundary=XyZ\r\n" + f"Content-Length: {length}\r\n\r\n".encode()
+    )
+
+
+def test_a_stalled_body_is_answered_408_in_our_json(strict) -> None:
+    body = b'--XyZ\r\nContent-Disposition: form-data; name="content"; filename="a.png"\r\n\r\n'
+    with socket.create_connection(("127.0.0.1", strict.port)) as sock:
+        sock.sendall(_multipart_head(len(body) + 5000) + body)  # promises 5000 more bytes, sends none
+        started = time.monotonic()
+        closed, data = _closed_within(sock, 10)
+    assert closed and time.monotonic() - started < 5
+    assert data.startswith(b"HTTP/1.1 408") and b'"code":"request_timeout"' in data.replace(b" ", b"")
+
+
+def test_an_over_limit_chunked_body_that_stalls_still_gets_its_413(models_dir: Path) -> None:
+    with live_server(models_dir, max_upload_bytes=2048, body_timeout_s=1.0) as server:
+        head = (
+            b"POST /v1/stylize HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: chunked\r\n"
+            b"Content-Type: multipart/form-data; boundary=XyZ\r\n\r\n"
+        )
+        chunk = b"x" * 4096
+        with socket.create_connection(("127.0.0.1", server.port)) as sock:
+            sock.sendall(head + f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")  # then silence
+            started = time.monotonic()
+            closed, data = _closed_within(sock, 15)
+        assert closed and data.startswith(b"HTTP/1.1 413") and time.monotonic() - started < 8
+
+
+def test_a_slow_upload_does_not_spend_the_request_deadline(models_dir: Path) -> None:
+    """The deadline (2 s here) counts from the body's last byte: a 4 s upload is still served."""
+    png = image_bytes(32, 32)
+    parts = (
+        b'--XyZ\r\nContent-Disposition: form-data; name="model"\r\n\r\nfast\r\n'
+        b'--XyZ\r\nContent-Disposition: form-data; name="content"; filename="a.png"\r\n'
+        b"Content-Type: image/png\r\n\r\n" + png + b"\r\n--XyZ--\r\n"
+    )
+    with live_server(models_dir, request_timeout_s=2.0, body_timeout_s=3.0) as server:
+        with socket.create_connection(("127.0.0.1", server.port)) as sock:
+            sock.sendall(
+                _multipart_head(len(parts)).replace(b"HTTP/1.1\r\n", b"HTTP/1.1\r\nConnection: close\r\n")
+            )
+            pieces = [parts[i : i + len(parts) // 4 + 1] for i in range(0, len(parts), len(parts) // 4 + 1)]
+            for piece in pieces:
+                sock.sendall(piece)
+                time.sleep(1.0)
+            _closed, data = _closed_within(sock, 20)
+        assert data.startswith(b"HTTP/1.1 200"), data[:300]
