@@ -91,6 +91,53 @@ class Job:
     future: Future = field(default_factory=Future)
     batch_size: int = 1  # how many jobs shared its forward pass (for the response header)
 
+    @property
+    def units(self) -> float:
+        """Its work in the cost model's units: megapixels of content (stylize), else one job."""
+        if isinstance(self.work, StylizeWork):
+            h, w = self.work.content.shape[2:]
+            return int(h) * int(w) / 1e6
+        return 1.0
+
+    @property
+    def cost_key(self) -> tuple[str, str]:
+        """What its time per unit is learned under: (model, kind)."""
+        return self.model.card.name, self.kind
+
+
+class CostModel:
+    """Seconds per unit of work (megapixel, or job) of each (model, kind), learned from real batches.
+
+    Updated after every forward pass big enough to measure (≥ ``min_units``: a warm-up of a few
+    pixels is mostly fixed overhead) as an exponential moving average, so it follows the machine's
+    load. Unknown work has no estimate, and is admitted.
+    """
+
+    def __init__(self, smoothing: float = 0.3, min_units: float = 0.05) -> None:
+        self.smoothing, self.min_units = smoothing, min_units
+        self._rates: dict[tuple[str, str], float] = {}
+        self._lock = threading.Lock()
+
+    def observe(self, key: tuple[str, str], units: float, seconds: float) -> None:
+        """A forward pass of units took seconds."""
+        if units < self.min_units or seconds <= 0:
+            return
+        rate = seconds / units
+        with self._lock:
+            old = self._rates.get(key)
+            self._rates[key] = rate if old is None else (1 - self.smoothing) * old + self.smoothing * rate
+
+    def seconds(self, job: Job) -> float | None:
+        """The expected time of job's forward pass (None: not known yet)."""
+        rate = self._rates.get(job.cost_key)
+        return None if rate is None else rate * job.units
+
+
+async def _watch(disconnected: Callable[[], Any], every: float = 0.25) -> None:
+    """Return once ``await disconnected()`` is true (polled every ``every`` seconds)."""
+    while not await disconnected():
+        await asyncio.sleep(every)
+
 
 class Engine:
     """A bounded queue and the worker thread that runs jobs in batches on one device."""
@@ -126,6 +173,9 @@ class Engine:
         self._stopping = False
         self._preparing = 0  # requests being decoded that will be submitted soon
         self.batches_run = 0
+        self.costs = CostModel()
+        self._running_until = 0.0  # when the batch in the worker is expected to end (monotonic)
+        self.refused_late = 0  # jobs refused (503) or dropped (504) because they could not finish in time
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -193,9 +243,34 @@ class Engine:
                     f"the inference queue is full ({self.queue_size} requests waiting); retry shortly",
                     {"Retry-After": str(self.retry_after())},
                 )
+            ahead = self._backlog_s()
+            own = self.costs.seconds(job)
+            if own is not None and time.monotonic() + ahead + own > job.deadline:
+                self.refused_late += 1
+                raise ApiError(
+                    503,
+                    "overloaded",
+                    f"the server cannot finish this request within its deadline "
+                    f"({self.request_timeout_s:g} s): about {ahead + own:.0f} s of work would come first; "
+                    "retry later or send a smaller image",
+                    {"Retry-After": str(max(1, min(60, math.ceil(ahead))))},
+                )
             self._pending.append(job)
             self.metrics.queue_depth.set(len(self._pending))
             self._cond.notify_all()
+
+    def _backlog_s(self) -> float:
+        """Expected seconds of the queued work and of the batch running now (jobs of unknown cost: 0)."""
+        queued = sum(self.costs.seconds(j) or 0.0 for j in self._pending)
+        return queued + max(0.0, self._running_until - time.monotonic())
+
+    def withdraw(self, job: Job) -> None:
+        """Take a job out of the queue at once (its caller timed out or left) and cancel it."""
+        with self._cond:
+            if job in self._pending:
+                self._pending.remove(job)
+                self.metrics.queue_depth.set(len(self._pending))
+        job.future.cancel()
 
     def retry_after(self) -> int:
         """Seconds a rejected client should wait: about one queue's worth of batches."""
@@ -206,14 +281,26 @@ class Engine:
         self.submit(job)
         return await self.result(job)
 
-    async def result(self, job: Job) -> Tensor:
-        """Await the result of a submitted job; ApiError 504 once its deadline has passed."""
+    async def result(self, job: Job, disconnected: Callable[[], Any] | None = None) -> Tensor:
+        """Await the result of a submitted job; ApiError 504 once its deadline has passed.
+
+        ``disconnected``: an async callable (Starlette's ``request.is_disconnected``), polled while
+        waiting; a client that has gone has its job withdrawn before the worker spends anything on it.
+        """
         remaining = max(0.0, job.deadline - time.monotonic())
+        waiter = asyncio.ensure_future(asyncio.wrap_future(job.future))
+        watcher = asyncio.ensure_future(_watch(disconnected)) if disconnected is not None else None
         try:
-            return await asyncio.wait_for(asyncio.wrap_future(job.future), timeout=remaining)
-        except TimeoutError:
-            job.future.cancel()  # the worker skips it if it has not started it yet
-            raise self._deadline_exceeded() from None
+            done, _ = await asyncio.wait(
+                [t for t in (waiter, watcher) if t is not None], timeout=remaining,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+            if waiter in done:
+                return waiter.result()
+            self.withdraw(job)  # out of the queue now: the worker never starts it
+            if watcher is not None and watcher in done:  # nobody reads this answer; the log and metrics do
+                raise ApiError(499, "client_closed_request", "the client left while its request waited")
+            raise self._deadline_exceeded()
         except asyncio.CancelledError:
             # The worker drops jobs past their deadline by cancelling their future; under load it can see
             # the deadline pass before this loop's timer fires, and the wrapped future then ends cancelled.
@@ -221,7 +308,12 @@ class Engine:
             task = asyncio.current_task()
             if job.future.cancelled() and (task is None or task.cancelling() == 0):
                 raise self._deadline_exceeded() from None
+            self.withdraw(job)
             raise
+        finally:
+            for t in (waiter, watcher):
+                if t is not None and not t.done():
+                    t.cancel()
 
     def _deadline_exceeded(self) -> ApiError:
         """The 504 of a job past its deadline (built only when one is, not on every request)."""
@@ -282,12 +374,37 @@ class Engine:
                     if len(mates) < self.max_batch_size and wait > 0 and coming and not self._stopping:
                         self._cond.wait(wait)
                         continue
-                for job in mates:
+                mates, doomed = self._fit_in_time(mates)
+                for job in mates + doomed:
                     self._pending.remove(job)
                 self.metrics.queue_depth.set(len(self._pending))
+                expected = sum(self.costs.seconds(j) or 0.0 for j in mates)
+                self._running_until = time.monotonic() + expected
                 break
+        for job in doomed:  # it could not finish in time: answered now, never computed
+            self.refused_late += 1
+            if job.future.set_running_or_notify_cancel():
+                job.future.set_exception(self._deadline_exceeded())
         # a job whose caller gave up (deadline) was cancelled: skip it
         return [job for job in mates if job.future.set_running_or_notify_cancel()] or []
+
+    def _fit_in_time(self, mates: list[Job]) -> tuple[list[Job], list[Job]]:
+        """Bound a batch by time: (the jobs that can all finish before their deadlines, the first job
+        when even it alone cannot). Jobs of unknown cost always fit; the rest wait for the next batch."""
+        now = time.monotonic()
+        first = mates[0]
+        own = self.costs.seconds(first)
+        if own is not None and now + own > first.deadline:
+            return [], [first]
+        chosen, total, due = [first], own or 0.0, first.deadline
+        for job in mates[1:]:
+            cost = self.costs.seconds(job) or 0.0
+            if now + total + cost > min(due, job.deadline):
+                break
+            chosen.append(job)
+            total += cost
+            due = min(due, job.deadline)
+        return chosen, []
 
     def _drop_expired(self) -> None:
         now = time.monotonic()
@@ -328,6 +445,8 @@ class Engine:
             jobs[0].future.set_exception(exc)
             return
         elapsed = time.monotonic() - start
+        self.costs.observe(jobs[0].cost_key, sum(j.units for j in jobs), elapsed)
+        self._running_until = 0.0
         self.batches_run += 1
         self.metrics.batch_size.labels(name).observe(len(jobs))
         self.metrics.inference.labels(name, jobs[0].kind).observe(elapsed)

@@ -46,8 +46,10 @@ ERROR_TABLE: tuple[tuple[int, str, str], ...] = (
     (415, "unsupported_media_type", "an upload is not a PNG, JPEG or WebP image"),
     (422, "corrupt_image", "an image is truncated or damaged"),
     (422, "invalid_parameters", "a parameter is missing, out of range, or does not fit the model"),
+    (499, "client_closed_request", "the client left while its request waited (its work was never started)"),
     (500, "internal_error", "a bug: the traceback is in the server log"),
     (503, "queue_full", "the inference queue is full; retry after Retry-After seconds"),
+    (503, "overloaded", "the queued work would not let this request finish within its deadline"),
     (503, "not_ready", "models are still loading; retry after Retry-After seconds"),
     (503, "shutting_down", "the server is stopping; its queued jobs are cancelled"),
     (

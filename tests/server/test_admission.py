@@ -1,0 +1,165 @@
+"""Admission by cost: under overload the engine refuses early what cannot finish in time, never starts
+work that is already late or whose client has gone, and its queue holds only live work.
+
+The work is a stand-in of known cost (a job that sleeps): what is tested is the engine's arithmetic
+and timing, not a model's speed. Real models feed the same cost model with their measured batches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from stylenorm.models import LoadedModel, load
+from stylenorm.server.engine import CostModel, Engine
+from stylenorm.server.errors import ApiError
+
+SLEEP = 0.3  # seconds of work per job
+
+
+@pytest.fixture(scope="module")
+def model(models_dir: Path) -> LoadedModel:
+    return load("fast", models_dir)
+
+
+class Counter:
+    """Slow work that counts how often it really ran."""
+
+    def __init__(self) -> None:
+        self.ran = 0
+        self.lock = threading.Lock()
+
+    def __call__(self) -> torch.Tensor:
+        with self.lock:
+            self.ran += 1
+        time.sleep(SLEEP)
+        return torch.zeros(1, 3, 4, 4)
+
+
+def _engine(timeout: float = 1.0, queue: int = 64) -> Engine:
+    engine = Engine(max_batch_size=1, queue_size=queue, request_timeout_s=timeout)
+    engine.start()
+    return engine
+
+
+async def _ask(engine: Engine, model: LoadedModel, work: Counter) -> tuple[str, float]:
+    started = time.monotonic()
+    try:
+        await engine.run(engine.new_job(model, "synthesize", work))
+        return "ok", time.monotonic() - started
+    except ApiError as exc:
+        return f"{exc.status} {exc.code}", time.monotonic() - started
+
+
+def test_the_cost_model_learns_seconds_per_unit_and_ignores_tiny_samples() -> None:
+    costs = CostModel(smoothing=0.5, min_units=0.05)
+    key = ("m", "stylize")
+    costs.observe(key, 0.001, 5.0)  # a 32-px warm-up: overhead, not a rate
+    assert costs._rates == {}
+    costs.observe(key, 1.0, 2.0)
+    costs.observe(key, 1.0, 4.0)
+    assert costs._rates[key] == pytest.approx(3.0)
+
+
+def test_overload_gives_goodput_and_early_503s_never_wasted_work(model: LoadedModel) -> None:
+    """32 simultaneous requests of 0.3 s each against a 1 s deadline on one worker: the engine admits
+    what fits (about 3), answers the rest 503 at once, and everything it starts finishes in time."""
+    engine = _engine(timeout=1.0)
+    work = Counter()
+    try:
+        asyncio.run(_ask(engine, model, work))  # learns the cost: one job, 0.3 s
+        work.ran = 0
+
+        async def burst() -> list[tuple[str, float]]:
+            return await asyncio.gather(*(_ask(engine, model, work) for _ in range(32)))
+
+        results = asyncio.run(burst())
+    finally:
+        engine.stop()
+    served = [t for r, t in results if r == "ok"]
+    refused = [t for r, t in results if r == "503 overloaded"]
+    assert len(served) >= 2, results  # goodput under overload
+    assert len(served) + len(refused) == 32, results  # no 504s: nothing admitted missed its deadline
+    assert all(t < 1.0 for t in served) and max(refused) < 0.2, results  # 503s come at once
+    assert work.ran == len(served)  # no image computed and thrown away
+
+
+def test_a_job_that_can_no_longer_finish_is_answered_504_without_running(model: LoadedModel) -> None:
+    """Admitted while it could still finish, it waits behind work of unknown length; when its turn comes
+    there is no longer time for it: it is answered 504 then, and never computed."""
+    engine = _engine(timeout=5.0)
+    work = Counter()
+
+    def blocker() -> torch.Tensor:  # a kind whose cost the engine has not learned
+        time.sleep(0.4)
+        return torch.zeros(1, 3, 4, 4)
+
+    engine.costs._rates[(model.card.name, "synthesize")] = SLEEP  # the victim's cost is known: 0.3 s
+    try:
+
+        async def scenario() -> str:
+            running = asyncio.ensure_future(engine.run(engine.new_job(model, "generate", blocker)))
+            await asyncio.sleep(0.05)
+            victim = engine.new_job(model, "synthesize", work)
+            victim.deadline = time.monotonic() + 0.5  # 0.3 s of work fits now; not after the blocker
+            engine.submit(victim)
+            try:
+                await engine.result(victim)
+                outcome = "ok"
+            except ApiError as exc:
+                outcome = f"{exc.status} {exc.code}"
+            await running
+            return outcome
+
+        outcome = asyncio.run(scenario())
+    finally:
+        engine.stop()
+    assert outcome == "504 deadline_exceeded" and work.ran == 0 and engine.refused_late == 1
+
+
+def test_a_caller_that_gives_up_leaves_the_queue_at_once(model: LoadedModel) -> None:
+    engine = _engine(timeout=5.0)
+    work = Counter()
+    gate = threading.Event()
+
+    def blocker() -> torch.Tensor:
+        gate.wait(10)
+        return torch.zeros(1, 3, 4, 4)
+
+    try:
+
+        async def scenario() -> tuple[int, int, str]:
+            running = asyncio.ensure_future(engine.run(engine.new_job(model, "synthesize", blocker)))
+            await asyncio.sleep(0.1)
+            gone = asyncio.Event()
+
+            async def disconnected() -> bool:
+                return gone.is_set()
+
+            waiting = engine.new_job(model, "synthesize", work)
+            engine.submit(waiting)
+            asked = asyncio.ensure_future(engine.result(waiting, disconnected))
+            await asyncio.sleep(0.1)
+            depth_before = engine.queue_depth
+            gone.set()  # the client hangs up
+            try:
+                await asked
+                outcome = "ok"
+            except ApiError as exc:
+                outcome = f"{exc.status} {exc.code}"
+            depth_after = engine.queue_depth
+            gate.set()
+            await running
+            return depth_before, depth_after, outcome
+
+        before, after, outcome = asyncio.run(scenario())
+    finally:
+        gate.set()
+        engine.stop()
+    assert (before, after) == (1, 0) and outcome == "499 client_closed_request"
+    assert work.ran == 0  # its work never started
