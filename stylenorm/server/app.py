@@ -69,7 +69,14 @@ from stylenorm.server.schemas import (
     UnavailableModel,
 )
 from stylenorm.server.settings import Settings
-from stylenorm.server.uploads import check_weights, decode_mask, decode_upload, with_field
+from stylenorm.server.uploads import (
+    PixelBudget,
+    check_weights,
+    declared_pixels,
+    decode_mask,
+    decode_upload,
+    with_field,
+)
 from stylenorm.stylize import MIN_SIDE, resize_to
 
 log = logging.getLogger("stylenorm.server")
@@ -442,6 +449,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         time_limit_s=settings.optimise_time_limit_s,
     )
     thumbnails: OrderedDict[tuple[str, str], bytes] = OrderedDict()
+    pixels_in_flight = PixelBudget(settings.max_pixels_in_flight)
 
     def warm(served: ServedModel) -> None:
         model = served.loaded
@@ -740,6 +748,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         content_bytes = await content.read()
         style_bytes = [await f.read() for f in uploads]
         mask_bytes = [await f.read() for f in mask_files]
+        needed = sum(declared_pixels(b) for b in (content_bytes, *style_bytes, *mask_bytes))
+        with pixels_in_flight.reserve(needed):  # held until the answer is encoded
+            return await _stylize(
+                request, served, content_bytes, style_bytes, names, mask_bytes, checked, alpha,
+                preserve_color, max_side, format, quality,
+            )
+
+    async def _stylize(
+        request: Request, served: ServedModel, content_bytes: bytes, style_bytes: list[bytes],
+        names: list[str], mask_bytes: list[bytes], checked: list[float] | None, alpha: float,
+        preserve_color: bool, max_side: int | None, format: str, quality: int,
+    ) -> Response:
         name = served.name
         arch = served.loaded.card.architecture
 

@@ -50,6 +50,7 @@ ERROR_TABLE: tuple[tuple[int, str, str], ...] = (
     (500, "internal_error", "a bug: the traceback is in the server log"),
     (503, "queue_full", "the inference queue is full; retry after Retry-After seconds"),
     (503, "overloaded", "the queued work would not let this request finish within its deadline"),
+    (503, "busy", "decoded images would pass max_pixels_in_flight; retry after Retry-After seconds"),
     (503, "not_ready", "models are still loading; retry after Retry-After seconds"),
     (503, "shutting_down", "the server is stopping; its queued jobs are cancelled"),
     (

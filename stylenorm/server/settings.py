@@ -44,6 +44,10 @@ class Settings(BaseSettings):
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: cuda when available")
     max_upload_bytes: int = Field(20_000_000, ge=1024, description="largest request body, all files together")
     max_pixels: int = Field(16_000_000, ge=256, description="largest decoded input image (width × height)")
+    max_pixels_in_flight: int = Field(
+        64_000_000, ge=256, description="decoded upload pixels held at once by stylize requests (≈ 12 bytes "
+        "each as float tensors): beyond, 503 busy; one request above it, 413",
+    )
     max_side: int = Field(1024, ge=16, le=16384, description="largest output side; requests may ask for less")
     style_max_side: int = Field(512, ge=16, le=4096, description="uploaded style images are bounded to this")
     max_untiled_pixels: int = Field(

@@ -5,9 +5,14 @@ Errors are the server's JSON errors naming the form field (``style 2: …``); no
 
 from __future__ import annotations
 
+import contextlib
+import io
 import math
+import threading
+from collections.abc import Iterator
 
 import torch
+from PIL import Image
 
 from stylenorm.imageio import WEB_FORMATS, ImageError, load_image, load_mask, open_image
 from stylenorm.server.errors import ApiError
@@ -57,4 +62,50 @@ def check_weights(weights: list[float] | None, count: int) -> list[float] | None
     return [float(w) for w in weights]
 
 
-__all__ = ["check_weights", "decode_mask", "decode_upload", "with_field"]
+def declared_pixels(data: bytes) -> int:
+    """Width × height from an image file's header, without decoding it (0 when it is not an image:
+    decoding reports that properly)."""
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            w, h = img.size
+    except Exception:
+        return 0
+    return int(w) * int(h)
+
+
+class PixelBudget:
+    """Decoded pixels in flight, bounded: the server's worst-case image memory is a setting.
+
+    A request reserves the pixels its uploads declare before anything is decoded and holds them
+    until its answer is encoded. More than the whole budget is 413; more than what is left now is
+    503 with Retry-After (the memory frees as requests finish).
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.in_use = 0
+        self._lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def reserve(self, pixels: int) -> Iterator[None]:
+        """Hold ``pixels`` of the budget for the block."""
+        if pixels > self.limit:
+            raise ApiError(
+                413, "image_too_large",
+                f"the uploads hold {pixels:,} pixels; this server handles at most {self.limit:,} at once",
+            )
+        with self._lock:
+            if self.in_use + pixels > self.limit:
+                raise ApiError(
+                    503, "busy", "the server holds all the image pixels its memory budget allows; retry soon",
+                    {"Retry-After": "2"},
+                )
+            self.in_use += pixels
+        try:
+            yield
+        finally:
+            with self._lock:
+                self.in_use -= pixels
+
+
+__all__ = ["PixelBudget", "check_weights", "declared_pixels", "decode_mask", "decode_upload", "with_field"]

@@ -163,3 +163,27 @@ def test_a_caller_that_gives_up_leaves_the_queue_at_once(model: LoadedModel) -> 
         engine.stop()
     assert (before, after) == (1, 0) and outcome == "499 client_closed_request"
     assert work.ran == 0  # its work never started
+
+
+def test_the_pixel_budget_bounds_decoded_images_in_flight(models_dir: Path) -> None:
+    from stylenorm.server.uploads import PixelBudget, declared_pixels
+    from tests.server.conftest import image_bytes, live_server
+
+    assert declared_pixels(image_bytes(40, 30)) == 1200 and declared_pixels(b"junk") == 0
+    budget = PixelBudget(5000)
+    with budget.reserve(3000):
+        with pytest.raises(ApiError) as busy, budget.reserve(3000):
+            pass
+        assert busy.value.status == 503 and busy.value.code == "busy" and budget.in_use == 3000
+    assert budget.in_use == 0
+    with pytest.raises(ApiError) as big, budget.reserve(6000):
+        pass
+    assert big.value.status == 413
+    with live_server(models_dir, max_pixels_in_flight=2000) as server:
+        post = server.client.post
+        small = post("/v1/stylize", files={"content": ("a.png", image_bytes(40, 40), "image/png")},
+                     data={"model": "fast"})
+        assert small.status_code == 200
+        large = post("/v1/stylize", files={"content": ("a.png", image_bytes(50, 50), "image/png")},
+                     data={"model": "fast"})
+        assert large.status_code == 413 and large.json()["error"]["code"] == "image_too_large"
