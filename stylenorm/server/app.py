@@ -202,6 +202,9 @@ class BodyLimitMiddleware:
             except TimeoutError:
                 state["stalled"] = True
                 raise _BodyStalled from None
+            if message["type"] == "http.disconnect":
+                state["gone"] = True  # left mid-body: whatever the app answers, nobody reads it
+                scope["stylenorm.failure"] = "client_closed_request"
             if message["type"] == "http.request":
                 state["received"] += len(message.get("body", b""))
                 if state["received"] > self.max_bytes:
@@ -218,6 +221,8 @@ class BodyLimitMiddleware:
                 return  # the app's own answer to the exception (FastAPI makes it a 400) is replaced below
             if message["type"] == "http.response.start":
                 state["started"] = True
+                if state.get("gone"):  # counted as the client's leaving (499), not as a bad request
+                    message = {**message, "status": 499}
             await send(message)
 
         try:

@@ -113,3 +113,21 @@ def test_a_slow_upload_does_not_spend_the_request_deadline(models_dir: Path) -> 
                 time.sleep(1.0)
             _closed, data = _closed_within(sock, 20)
         assert data.startswith(b"HTTP/1.1 200"), data[:300]
+
+
+def test_a_client_leaving_mid_body_is_counted_as_gone_not_as_a_bad_request(strict) -> None:
+    body = b'--XyZ\r\nContent-Disposition: form-data; name="content"; filename="a.png"\r\n\r\n'
+    with socket.create_connection(("127.0.0.1", strict.port)) as sock:
+        sock.sendall(_multipart_head(len(body) + 5000) + body)
+        time.sleep(0.2)
+    deadline = time.monotonic() + 10
+    while True:
+        text = strict.client.get("/metrics").text
+        rows = [line for line in text.splitlines() if 'route="/v1/stylize"' in line]
+        gone = [line for line in rows if 'status="499"' in line]
+        if gone or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert gone and not any(
+        'route="/v1/stylize"' in line and 'status="400"' in line for line in text.splitlines()
+    ), text
