@@ -133,15 +133,8 @@ def _export_graph(
         warnings.simplefilter("ignore")  # the exporters warn about internals nobody here can act on
         try:
             torch.onnx.export(
-                module,
-                args,
-                str(path),
-                input_names=list(inputs),
-                output_names=list(outputs),
-                opset_version=opset,
-                dynamo=True,
-                dynamic_shapes=inputs,
-                external_data=False,
+                module, args, str(path), input_names=list(inputs), output_names=list(outputs),
+                opset_version=opset, dynamo=True, dynamic_shapes=inputs, external_data=False,
                 verbose=False,
             )
             return "dynamo"
@@ -150,14 +143,8 @@ def _export_graph(
             log.warning("dynamo ONNX export of %s failed (%s); trying the TorchScript one", path.name, exc)
         try:  # tracing freezes Python shape arithmetic: only a check at another shape can tell
             torch.onnx.export(
-                module,
-                args,
-                str(path),
-                input_names=list(inputs),
-                output_names=list(outputs),
-                opset_version=opset,
-                dynamo=False,
-                dynamic_axes={**inputs, **outputs},
+                module, args, str(path), input_names=list(inputs), output_names=list(outputs),
+                opset_version=opset, dynamo=False, dynamic_axes={**inputs, **outputs},
             )
             return "torchscript"
         except Exception as exc:
@@ -388,13 +375,8 @@ def check_onnx(model: LoadedModel, paths: list[Path], sample: Tensor | tuple[Ten
             if len(parts) > 1:
                 style = parts[1].detach().float().cpu()
                 out = adain_onnx_stylize(
-                    paths,
-                    x.numpy(),
-                    style.numpy(),
-                    eps=module.eps,
-                    unbiased=module.unbiased,
-                    multiple=module.multiple,
-                    sessions=sessions,
+                    paths, x.numpy(), style.numpy(),
+                    eps=module.eps, unbiased=module.unbiased, multiple=module.multiple, sessions=sessions,
                     margin=module.margin,
                 )
                 worst = max(worst, diff(out, module(x, style)))

