@@ -51,7 +51,7 @@ from stylenorm.server.errors import ApiError, error_body
 from stylenorm.server.jobs import JobRunner
 from stylenorm.server.metrics import CONTENT_TYPE, Metrics, MetricsMiddleware
 from stylenorm.server.optimise_routes import MAX_OPTIMISE_STYLES, add_optimise_routes
-from stylenorm.server.protocol import TimedH11Protocol
+from stylenorm.server.protocol import DRAIN_HOOK, TimedH11Protocol
 from stylenorm.server.registry import Registry, ServedModel, library_function
 from stylenorm.server.request_id import RequestIdMiddleware
 from stylenorm.server.schemas import (
@@ -499,7 +499,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         metrics.models_unavailable.set(len(registry.unavailable))
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
         if settings.tune_allocator:
             from stylenorm.runtime import tune_cpu_allocator
 
@@ -516,7 +516,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             settings.max_batch_delay_ms,
             settings.queue_size,
         )
-        yield
+        # the lifespan state reaches uvicorn's protocol (TimedH11Protocol) of this server only
+        yield {DRAIN_HOOK: lambda: engine.begin_drain(settings.shutdown_grace_s)}
         await run_in_threadpool(jobs.stop)
         await run_in_threadpool(engine.stop)
         metrics.close()
@@ -1014,6 +1015,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 error_body(503, "not_ready", "models are still loading"),
                 status_code=503,
                 headers={"Retry-After": "2"},
+            )
+        if engine.drain_deadline is not None:  # shutting down: the balancer should send work elsewhere
+            return JSONResponse(
+                error_body(503, "shutting_down", "the server is shutting down"), status_code=503
             )
         return health()
 

@@ -91,6 +91,8 @@ def settings_from_args(args: argparse.Namespace) -> Any:
             overrides[field] = value
     if getattr(args, "no_docs", False):
         overrides["docs_enabled"] = False
+    if getattr(args, "timeout_graceful_shutdown", None) is not None:
+        overrides["shutdown_grace_s"] = args.timeout_graceful_shutdown
     from pydantic import ValidationError
 
     from stylenorm.errors import SpecError
@@ -153,7 +155,7 @@ def run(args: argparse.Namespace) -> int:
         "port": args.port,
         "log_level": level,
         "log_config": log_config,  # every worker process configures its logging from it
-        "timeout_graceful_shutdown": args.timeout_graceful_shutdown,
+        "timeout_graceful_shutdown": settings.shutdown_grace_s,
         "timeout_keep_alive": settings.keepalive_timeout_s,
         # --workers N: the supervisor's ping timeout (a starting worker answers only after importing torch)
         "timeout_worker_healthcheck": settings.worker_healthcheck_timeout_s,

@@ -133,9 +133,17 @@ class CostModel:
         return None if rate is None else rate * job.units
 
 
-async def _watch(disconnected: Callable[[], Any], every: float = 0.25) -> None:
-    """Return once ``await disconnected()`` is true (polled every ``every`` seconds)."""
-    while not await disconnected():
+DRAIN_MARGIN_S = 1.0  # waiting requests are answered this long before the graceful period ends
+
+
+async def _watch(disconnected: Callable[[], Any] | None, engine: Engine, every: float = 0.25) -> str:
+    """Return "gone" once ``await disconnected()`` is true, "draining" once the engine's drain deadline
+    has come (polled every ``every`` seconds)."""
+    while True:
+        if disconnected is not None and await disconnected():
+            return "gone"
+        if engine.drain_deadline is not None and time.monotonic() >= engine.drain_deadline:
+            return "draining"
         await asyncio.sleep(every)
 
 
@@ -173,6 +181,7 @@ class Engine:
         self._stopping = False
         self._preparing = 0  # requests being decoded that will be submitted soon
         self.batches_run = 0
+        self.drain_deadline: float | None = None  # set when the server starts shutting down
         self.costs = CostModel()
         self._running_until = 0.0  # when the batch in the worker is expected to end (monotonic)
         self.refused_late = 0  # jobs refused (503) or dropped (504) because they could not finish in time
@@ -231,10 +240,17 @@ class Engine:
                 self._preparing -= 1
                 self._cond.notify_all()
 
+    def begin_drain(self, grace_s: float) -> None:
+        """The server is shutting down with grace_s to finish: take no new work, and answer what still
+        waits 503 shutting_down DRAIN_MARGIN_S before that time (as JSON, not cut off)."""
+        if self.drain_deadline is None:
+            self.drain_deadline = time.monotonic() + max(0.0, grace_s - DRAIN_MARGIN_S)
+            log.info("shutting down: %d queued request(s) have %.0f s to finish", self.queue_depth, grace_s)
+
     def submit(self, job: Job) -> None:
         """Queue a job; ApiError 503 (queue_full) when the queue is full."""
         with self._cond:
-            if self._stopping:
+            if self._stopping or self.drain_deadline is not None:
                 raise ApiError(503, "shutting_down", "the server is shutting down", {"Retry-After": "5"})
             if len(self._pending) >= self.queue_size:
                 raise ApiError(
@@ -286,20 +302,26 @@ class Engine:
 
         ``disconnected``: an async callable (Starlette's ``request.is_disconnected``), polled while
         waiting; a client that has gone has its job withdrawn before the worker spends anything on it.
+        Once the server shuts down (:meth:`begin_drain`), a request still waiting at the drain deadline
+        is answered 503 shutting_down.
         """
         remaining = max(0.0, job.deadline - time.monotonic())
         waiter = asyncio.ensure_future(asyncio.wrap_future(job.future))
-        watcher = asyncio.ensure_future(_watch(disconnected)) if disconnected is not None else None
+        watcher = asyncio.ensure_future(_watch(disconnected, self))
         try:
             done, _ = await asyncio.wait(
-                [t for t in (waiter, watcher) if t is not None], timeout=remaining,
-                return_when=asyncio.FIRST_COMPLETED,
+                [waiter, watcher], timeout=remaining, return_when=asyncio.FIRST_COMPLETED
             )
             if waiter in done:
                 return waiter.result()
             self.withdraw(job)  # out of the queue now: the worker never starts it
-            if watcher is not None and watcher in done:  # nobody reads this answer; the log and metrics do
+            if watcher in done and watcher.result() == "gone":  # nobody reads this; the log and metrics do
                 raise ApiError(499, "client_closed_request", "the client left while its request waited")
+            if watcher in done:
+                raise ApiError(
+                    503, "shutting_down", "the server is shutting down; retry (another replica)",
+                    {"Retry-After": "5"},
+                )
             raise self._deadline_exceeded()
         except asyncio.CancelledError:
             # The worker drops jobs past their deadline by cancelling their future; under load it can see
@@ -312,7 +334,7 @@ class Engine:
             raise
         finally:
             for t in (waiter, watcher):
-                if t is not None and not t.done():
+                if not t.done():
                     t.cancel()
 
     def _deadline_exceeded(self) -> ApiError:

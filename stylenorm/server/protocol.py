@@ -12,15 +12,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 PROTOCOL = "stylenorm.server.protocol:TimedH11Protocol"
+DRAIN_HOOK = "stylenorm.begin_drain"  # lifespan-state key of the app's "the server is shutting down" hook
 log = logging.getLogger("stylenorm.server")
 
 
 class TimedH11Protocol(H11Protocol):
-    """H11Protocol closing connections whose request headers do not arrive within ``header_timeout_s``."""
+    """H11Protocol closing connections whose request headers do not arrive within ``header_timeout_s``,
+    and telling the application when the server starts shutting down: uvicorn asks every open
+    connection to shut down as its graceful period begins, and the app's lifespan state holds the
+    hook (``DRAIN_HOOK``) that makes its engine drain (idempotent)."""
 
     header_timeout_s = 10.0  # set from the settings by create_app (one value per process)
 
@@ -51,6 +56,12 @@ class TimedH11Protocol(H11Protocol):
         if not self._waiting_for_headers() and self._header_timer is not None:
             self._header_timer.cancel()  # the headers are complete: the request is the app's now
             self._header_timer = None
+
+    def shutdown(self) -> None:
+        hook: Callable[[], None] | None = self.app_state.get(DRAIN_HOOK)
+        if hook is not None:
+            hook()
+        super().shutdown()
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._header_timer is not None:

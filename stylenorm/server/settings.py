@@ -68,6 +68,11 @@ class Settings(BaseSettings):
     body_timeout_s: float = Field(
         15.0, gt=0.0, le=3600.0, description="a request body that sends nothing this long is answered 408"
     )
+    shutdown_grace_s: float = Field(
+        30.0, gt=1.0, le=3600.0, description="on SIGTERM, running requests get this long (uvicorn's graceful "
+        "timeout; --timeout-graceful-shutdown); those still waiting 1 s before its end are answered 503 "
+        "shutting_down in JSON, so none is cut off with a bare 500. Keep it below the orchestrator's grace",
+    )
     keepalive_timeout_s: float = Field(
         15.0,
         gt=0.0,

@@ -46,6 +46,21 @@ def image_bytes(
     return buf.getvalue()
 
 
+def http_answer(sock: socket.socket) -> bytes:
+    """One HTTP response's head and (small, Content-Length) body from a raw socket."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        assert chunk, "the server closed the connection without answering"
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    length = next(int(line.split(b":", 1)[1]) for line in lines if line.lower().startswith(b"content-length"))
+    while len(body) < length:
+        body += sock.recv(65536)
+    return head
+
+
 def decode(data: bytes) -> Image.Image:
     """An answer's image bytes -> a loaded Pillow image."""
     img = Image.open(io.BytesIO(data))
@@ -145,7 +160,7 @@ class LiveServer:
         config = uvicorn.Config(
             self.app,
             log_level="warning",
-            timeout_graceful_shutdown=5,
+            timeout_graceful_shutdown=settings.shutdown_grace_s,
             timeout_keep_alive=settings.keepalive_timeout_s,
             lifespan="on",
             http=PROTOCOL,  # as stylenorm serve: uvicorn's h11 with a header deadline
@@ -200,6 +215,7 @@ def settings_for(models_dir: Path, **overrides: Any) -> Settings:
         "max_batch_delay_ms": 10.0,
         "queue_size": 64,
         "request_timeout_s": 30.0,
+        "shutdown_grace_s": 5.0,
         "log_level": "warning",
     }
     values.update(overrides)

@@ -14,24 +14,9 @@ import time
 import httpx
 
 from stylenorm.server.settings import Settings
-from tests.server.conftest import LiveServer
+from tests.server.conftest import LiveServer, http_answer
 
 REQUEST = b"GET /healthz HTTP/1.1\r\nHost: test\r\n\r\n"
-
-
-def _answer(sock: socket.socket) -> bytes:
-    """One HTTP response's head and (small, Content-Length) body from a raw socket."""
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = sock.recv(65536)
-        assert chunk, "the server closed the connection without answering"
-        data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    lines = head.split(b"\r\n")
-    length = next(int(line.split(b":", 1)[1]) for line in lines if line.lower().startswith(b"content-length"))
-    while len(body) < length:
-        body += sock.recv(65536)
-    return head
 
 
 def test_the_default_keepalive_outlasts_common_client_expiry() -> None:
@@ -44,7 +29,7 @@ def test_an_idle_connection_is_still_served_after_the_clients_expiry(server: Liv
     idle = httpx.Limits().keepalive_expiry + 1.0  # 6 s: past the point where uvicorn's 5 s default closed it
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
         sock.sendall(REQUEST)
-        assert _answer(sock).startswith(b"HTTP/1.1 200")
+        assert http_answer(sock).startswith(b"HTTP/1.1 200")
         time.sleep(idle)
         sock.sendall(REQUEST)
-        assert _answer(sock).startswith(b"HTTP/1.1 200")  # the same connection, still open
+        assert http_answer(sock).startswith(b"HTTP/1.1 200")  # the same connection, still open

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.server.conftest import image_bytes, live_server
+from tests.server.conftest import LiveServer, http_answer, image_bytes, live_server, settings_for
 
 pytestmark = pytest.mark.usefixtures("models_dir")
 
@@ -56,10 +56,7 @@ def test_the_header_deadline_does_not_cut_keep_alive_waits(strict) -> None:
     with socket.create_connection(("127.0.0.1", strict.port), timeout=10) as sock:
         for _ in range(2):
             sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: test\r\n\r\n")
-            head = b""
-            while b"\r\n\r\n" not in head:
-                head += sock.recv(65536)
-            assert head.startswith(b"HTTP/1.1 200")
+            assert http_answer(sock).startswith(b"HTTP/1.1 200")
             time.sleep(2.5)  # idle longer than the header deadline, shorter than the keep-alive
 
 
@@ -131,3 +128,53 @@ def test_a_client_leaving_mid_body_is_counted_as_gone_not_as_a_bad_request(stric
     assert gone and not any(
         'route="/v1/stylize"' in line and 'status="400"' in line for line in text.splitlines()
     ), text
+
+
+def test_on_shutdown_a_waiting_request_gets_our_json_503_before_the_graceful_period_ends(
+    models_dir: Path,
+) -> None:
+    """The worker is busy past the grace period; a request waiting behind it is answered 503
+    shutting_down (JSON) 1 s before uvicorn would cancel it with a bare 500."""
+    import threading
+
+    import httpx
+
+    from stylenorm.server.engine import Job
+
+    server = LiveServer(settings_for(models_dir, shutdown_grace_s=3.0)).start()
+    try:
+        engine = server.engine
+        release = threading.Event()
+
+        def busy() -> object:
+            release.wait(20)
+            import torch
+
+            return torch.zeros(1, 3, 4, 4)
+
+        some_model = server.app.state.registry.models["fast"].loaded
+        blocker: Job = engine.new_job(some_model, "generate", busy)
+        engine.submit(blocker)
+        answer: dict[str, httpx.Response] = {}
+
+        def ask() -> None:
+            with httpx.Client(base_url=server.url, timeout=30) as c:
+                files = {"content": ("a.png", image_bytes(32, 32), "image/png")}
+                answer["r"] = c.post("/v1/stylize", files=files, data={"model": "fast"})
+
+        asker = threading.Thread(target=ask)
+        asker.start()
+        deadline = time.monotonic() + 10
+        while engine.queue_depth < 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        started = time.monotonic()
+        server.server.should_exit = True  # what SIGTERM does
+        asker.join(15)
+        took = time.monotonic() - started
+        r = answer["r"]
+        assert r.status_code == 503 and r.json()["error"]["code"] == "shutting_down", r.text
+        assert 0.5 <= took <= 3.0, took  # grace 3 s, answered 1 s before its end
+    finally:
+        release.set()
+        server.thread.join(15)
+        server.sock.close()
