@@ -34,7 +34,8 @@ from stylenorm.nets.vgg import VGGEncoder
 StyleLoss = Literal["gram", "mean_std"]
 Optimizer = Literal["lbfgs", "adam"]
 MAX_ITERATIONS = 2000
-_EDGE = 1e-3  # the start image is clamped to [_EDGE, 1 − _EDGE] so its logit is finite
+_EDGE = 0.02  # the start is clamped to [_EDGE, 1 − _EDGE]: a finite logit whose sigmoid still moves (at
+# 1e-3, white and black regions had too little gradient to take any texture: a white sky stayed white)
 
 
 class Cancelled(StylenormError):
