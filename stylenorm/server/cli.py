@@ -61,8 +61,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--timeout-graceful-shutdown",
         type=float,
-        default=30.0,
-        help="seconds to finish running requests on SIGTERM (default %(default)s)",
+        default=None,
+        help="seconds to finish running requests on SIGTERM (the shutdown_grace_s setting, default 30)",
     )
     p.set_defaults(func=run)
 

@@ -55,10 +55,10 @@ def _settings_defaults() -> dict[str, Any]:
 
 
 def _graceful_shutdown_s() -> float:
-    """`stylenorm serve`'s default --timeout-graceful-shutdown."""
-    from stylenorm.cli import build_parser
+    """`stylenorm serve`'s default drain on SIGTERM (the shutdown_grace_s setting)."""
+    from stylenorm.server.settings import Settings
 
-    return float(build_parser().parse_args(["serve"]).timeout_graceful_shutdown)
+    return float(Settings.model_fields["shutdown_grace_s"].default)
 
 
 def _uvicorn_keep_alive_s() -> float:

@@ -154,9 +154,9 @@ def test_deployment_runs_the_image_as_built() -> None:
     assert {n for n in env if n.startswith("STYLENORM_")} <= known
     assert env["STYLENORM_API_KEYS"]["valueFrom"]["secretKeyRef"]["optional"] is True
     # SIGTERM: preStop + the server's drain fit in the grace period
-    from stylenorm.cli import build_parser
+    from stylenorm.server.settings import Settings
 
-    drain = build_parser().parse_args(["serve"]).timeout_graceful_shutdown
+    drain = Settings.model_fields["shutdown_grace_s"].default
     pre_stop = server["lifecycle"]["preStop"]["sleep"]["seconds"]
     assert pod["terminationGracePeriodSeconds"] > drain + pre_stop
     # the HPA owns the replica count

@@ -89,6 +89,15 @@ def test_serve_flags_parse() -> None:
     assert settings.cors_origins == ["http://a.example"]
 
 
+def test_the_drain_comes_from_the_setting_and_the_flag_wins(monkeypatch: pytest.MonkeyPatch) -> None:
+    from stylenorm.server.cli import settings_from_args
+
+    monkeypatch.setenv("STYLENORM_SHUTDOWN_GRACE_S", "12")
+    assert settings_from_args(build_parser().parse_args(["serve"])).shutdown_grace_s == 12.0
+    flagged = build_parser().parse_args(["serve", "--timeout-graceful-shutdown", "7"])
+    assert settings_from_args(flagged).shutdown_grace_s == 7.0
+
+
 def test_bad_settings_are_one_line_errors(capsys: pytest.CaptureFixture[str]) -> None:
     from stylenorm.cli import main
 
