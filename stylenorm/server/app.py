@@ -73,6 +73,7 @@ from stylenorm.server.uploads import (
     PixelBudget,
     check_weights,
     declared_pixels,
+    declared_size,
     decode_mask,
     decode_upload,
     with_field,
@@ -754,6 +755,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         content_bytes = await content.read()
         style_bytes = [await f.read() for f in uploads]
         mask_bytes = [await f.read() for f in mask_files]
+        # refused before any decoding when the queue cannot fit it (the cost of the content as it will
+        # be served: its declared size bounded to max_side)
+        w, h = declared_size(content_bytes)
+        bound = min(max_side or settings.max_side, settings.max_side)
+        scale = min(1.0, bound / max(w, h, 1))
+        engine.precheck(served.loaded, "stylize", w * h * scale * scale / 1e6, arrived(request))
         needed = sum(declared_pixels(b) for b in (content_bytes, *style_bytes, *mask_bytes))
         with pixels_in_flight.reserve(needed):  # held until the answer is encoded
             return await _stylize(

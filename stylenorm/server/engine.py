@@ -263,17 +263,33 @@ class Engine:
             own = self.costs.seconds(job)
             if own is not None and time.monotonic() + ahead + own > job.deadline:
                 self.refused_late += 1
-                raise ApiError(
-                    503,
-                    "overloaded",
-                    f"the server cannot finish this request within its deadline "
-                    f"({self.request_timeout_s:g} s): about {ahead + own:.0f} s of work would come first; "
-                    "retry later or send a smaller image",
-                    {"Retry-After": str(max(1, min(60, math.ceil(ahead))))},
-                )
+                raise self._overloaded(ahead + own, ahead)
             self._pending.append(job)
             self.metrics.queue_depth.set(len(self._pending))
             self._cond.notify_all()
+
+    def precheck(self, model: LoadedModel, kind: str, units: float, arrived: float | None = None) -> None:
+        """Refuse (503 overloaded) before anything is decoded: the same test :meth:`submit` makes, from
+        the work's size as its headers declare it, so a refusal costs the server nothing."""
+        job_like = Job(model, kind, lambda: None, None, deadline=0.0)  # only its cost key is used
+        rate = self.costs._rates.get(job_like.cost_key)
+        if rate is None:
+            return
+        start = time.monotonic() if arrived is None else arrived
+        with self._cond:
+            ahead = self._backlog_s()
+        if time.monotonic() + ahead + rate * units > start + self.request_timeout_s:
+            self.refused_late += 1
+            raise self._overloaded(ahead + rate * units, ahead)
+
+    def _overloaded(self, total_s: float, ahead_s: float) -> ApiError:
+        return ApiError(
+            503,
+            "overloaded",
+            f"the server cannot finish this request within its deadline ({self.request_timeout_s:g} s): "
+            f"about {total_s:.0f} s of work would come first; retry later or send a smaller image",
+            {"Retry-After": str(max(1, min(60, math.ceil(ahead_s))))},
+        )
 
     def _backlog_s(self) -> float:
         """Expected seconds of the queued work and of the batch running now (jobs of unknown cost: 0)."""

@@ -62,15 +62,21 @@ def check_weights(weights: list[float] | None, count: int) -> list[float] | None
     return [float(w) for w in weights]
 
 
-def declared_pixels(data: bytes) -> int:
-    """Width × height from an image file's header, without decoding it (0 when it is not an image:
-    decoding reports that properly)."""
+def declared_size(data: bytes) -> tuple[int, int]:
+    """(width, height) from an image file's header, without decoding it ((0, 0) when it is not an
+    image: decoding reports that properly)."""
     try:
         with Image.open(io.BytesIO(data)) as img:
             w, h = img.size
     except Exception:
-        return 0
-    return int(w) * int(h)
+        return 0, 0
+    return int(w), int(h)
+
+
+def declared_pixels(data: bytes) -> int:
+    """Width × height from an image file's header, without decoding it (0 when it is not an image)."""
+    w, h = declared_size(data)
+    return w * h
 
 
 class PixelBudget:
@@ -108,4 +114,12 @@ class PixelBudget:
                 self.in_use -= pixels
 
 
-__all__ = ["PixelBudget", "check_weights", "declared_pixels", "decode_mask", "decode_upload", "with_field"]
+__all__ = [
+    "PixelBudget",
+    "check_weights",
+    "declared_pixels",
+    "declared_size",
+    "decode_mask",
+    "decode_upload",
+    "with_field",
+]

@@ -187,3 +187,26 @@ def test_the_pixel_budget_bounds_decoded_images_in_flight(models_dir: Path) -> N
         large = post("/v1/stylize", files={"content": ("a.png", image_bytes(50, 50), "image/png")},
                      data={"model": "fast"})
         assert large.status_code == 413 and large.json()["error"]["code"] == "image_too_large"
+
+
+def test_a_request_that_cannot_fit_is_refused_before_it_is_decoded(models_dir: Path, monkeypatch) -> None:
+    """With a learned cost that makes any 64×64 image too slow, /v1/stylize answers 503 overloaded and
+    never decodes the upload (the refusal costs the server nothing)."""
+    from stylenorm.server import app as app_module
+    from tests.server.conftest import image_bytes, live_server
+
+    decoded = []
+    real = app_module.decode_upload
+
+    def counting(*args, **kwargs):
+        decoded.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(app_module, "decode_upload", counting)
+    with live_server(models_dir, request_timeout_s=2.0) as server:
+        server.engine.costs._rates[("fast", "stylize")] = 1000.0  # 1000 s per megapixel
+        decoded.clear()
+        r = server.client.post("/v1/stylize", files={"content": ("a.png", image_bytes(64, 64), "image/png")},
+                               data={"model": "fast"})
+        assert r.status_code == 503 and r.json()["error"]["code"] == "overloaded" and r.headers["retry-after"]
+        assert decoded == []
