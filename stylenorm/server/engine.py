@@ -182,6 +182,8 @@ class Engine:
         self._preparing = 0  # requests being decoded that will be submitted soon
         self.batches_run = 0
         self.drain_deadline: float | None = None  # set when the server starts shutting down
+        # admit only what is expected to end this much before its deadline: estimates are averages
+        self.admission_margin_s = 0.1 * request_timeout_s
         self.costs = CostModel()
         self._running_until = 0.0  # when the batch in the worker is expected to end (monotonic)
         self.refused_late = 0  # jobs refused (503) or dropped (504) because they could not finish in time
@@ -261,7 +263,7 @@ class Engine:
                 )
             ahead = self._backlog_s()
             own = self.costs.seconds(job)
-            if own is not None and time.monotonic() + ahead + own > job.deadline:
+            if own is not None and time.monotonic() + ahead + own > job.deadline - self.admission_margin_s:
                 self.refused_late += 1
                 raise self._overloaded(ahead + own, ahead)
             self._pending.append(job)
@@ -278,7 +280,7 @@ class Engine:
         start = time.monotonic() if arrived is None else arrived
         with self._cond:
             ahead = self._backlog_s()
-        if time.monotonic() + ahead + rate * units > start + self.request_timeout_s:
+        if time.monotonic() + ahead + rate * units > start + self.request_timeout_s - self.admission_margin_s:
             self.refused_late += 1
             raise self._overloaded(ahead + rate * units, ahead)
 

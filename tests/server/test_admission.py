@@ -19,7 +19,7 @@ from stylenorm.models import LoadedModel, load
 from stylenorm.server.engine import CostModel, Engine
 from stylenorm.server.errors import ApiError
 
-SLEEP = 0.3  # seconds of work per job
+SLEEP = 0.2  # seconds of work per job
 
 
 @pytest.fixture(scope="module")
@@ -67,12 +67,13 @@ def test_the_cost_model_learns_seconds_per_unit_and_ignores_tiny_samples() -> No
 
 
 def test_overload_gives_goodput_and_early_503s_never_wasted_work(model: LoadedModel) -> None:
-    """32 simultaneous requests of 0.3 s each against a 1 s deadline on one worker: the engine admits
-    what fits (about 3), answers the rest 503 at once, and everything it starts finishes in time."""
+    """32 simultaneous requests of 0.2 s each against a 1 s deadline on one worker: the engine admits
+    what fits with its 10 % margin (4), answers the rest 503 at once, and everything it starts finishes
+    in time."""
     engine = _engine(timeout=1.0)
     work = Counter()
     try:
-        asyncio.run(_ask(engine, model, work))  # learns the cost: one job, 0.3 s
+        asyncio.run(_ask(engine, model, work))  # learns the cost: one job, 0.2 s
         work.ran = 0
 
         async def burst() -> list[tuple[str, float]]:
@@ -85,7 +86,7 @@ def test_overload_gives_goodput_and_early_503s_never_wasted_work(model: LoadedMo
     refused = [t for r, t in results if r == "503 overloaded"]
     assert len(served) >= 2, results  # goodput under overload
     assert len(served) + len(refused) == 32, results  # no 504s: nothing admitted missed its deadline
-    assert all(t < 1.0 for t in served) and max(refused) < 0.2, results  # 503s come at once
+    assert all(t < 1.0 for t in served) and max(refused) < 0.5, results  # 503s come at once
     assert work.ran == len(served)  # no image computed and thrown away
 
 
@@ -96,17 +97,17 @@ def test_a_job_that_can_no_longer_finish_is_answered_504_without_running(model: 
     work = Counter()
 
     def blocker() -> torch.Tensor:  # a kind whose cost the engine has not learned
-        time.sleep(0.4)
+        time.sleep(0.95)
         return torch.zeros(1, 3, 4, 4)
 
-    engine.costs._rates[(model.card.name, "synthesize")] = SLEEP  # the victim's cost is known: 0.3 s
+    engine.costs._rates[(model.card.name, "synthesize")] = SLEEP  # the victim's cost is known
     try:
 
         async def scenario() -> str:
             running = asyncio.ensure_future(engine.run(engine.new_job(model, "generate", blocker)))
             await asyncio.sleep(0.05)
             victim = engine.new_job(model, "synthesize", work)
-            victim.deadline = time.monotonic() + 0.5  # 0.3 s of work fits now; not after the blocker
+            victim.deadline = time.monotonic() + 1.0  # fits now (margin 0.5 s); not after the blocker
             engine.submit(victim)
             try:
                 await engine.result(victim)
@@ -125,9 +126,10 @@ def test_a_job_that_can_no_longer_finish_is_answered_504_without_running(model: 
 def test_a_caller_that_gives_up_leaves_the_queue_at_once(model: LoadedModel) -> None:
     engine = _engine(timeout=5.0)
     work = Counter()
-    gate = threading.Event()
+    gate, started = threading.Event(), threading.Event()
 
-    def blocker() -> torch.Tensor:
+    def blocker() -> torch.Tensor:  # says when the worker has it
+        started.set()
         gate.wait(10)
         return torch.zeros(1, 3, 4, 4)
 
@@ -135,7 +137,8 @@ def test_a_caller_that_gives_up_leaves_the_queue_at_once(model: LoadedModel) -> 
 
         async def scenario() -> tuple[int, int, str]:
             running = asyncio.ensure_future(engine.run(engine.new_job(model, "synthesize", blocker)))
-            await asyncio.sleep(0.1)
+            while not started.is_set():  # the worker holds the blocker: it has left the queue
+                await asyncio.sleep(0.01)
             gone = asyncio.Event()
 
             async def disconnected() -> bool:

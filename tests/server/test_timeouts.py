@@ -144,9 +144,10 @@ def test_on_shutdown_a_waiting_request_gets_our_json_503_before_the_graceful_per
     server = LiveServer(settings_for(models_dir, shutdown_grace_s=3.0)).start()
     try:
         engine = server.engine
-        release = threading.Event()
+        release, running = threading.Event(), threading.Event()
 
         def busy() -> object:
+            running.set()
             release.wait(20)
             import torch
 
@@ -155,6 +156,7 @@ def test_on_shutdown_a_waiting_request_gets_our_json_503_before_the_graceful_per
         some_model = server.app.state.registry.models["fast"].loaded
         blocker: Job = engine.new_job(some_model, "generate", busy)
         engine.submit(blocker)
+        assert running.wait(10)  # the worker is busy with it (and it has left the queue)
         answer: dict[str, httpx.Response] = {}
 
         def ask() -> None:
@@ -164,8 +166,9 @@ def test_on_shutdown_a_waiting_request_gets_our_json_503_before_the_graceful_per
 
         asker = threading.Thread(target=ask)
         asker.start()
-        deadline = time.monotonic() + 10
-        while engine.queue_depth < 1 and time.monotonic() < deadline:
+        deadline = time.monotonic() + 20
+        while engine.queue_depth < 1:  # the request is queued behind the busy worker
+            assert time.monotonic() < deadline and asker.is_alive(), answer
             time.sleep(0.05)
         started = time.monotonic()
         server.server.should_exit = True  # what SIGTERM does
