@@ -761,7 +761,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         bound = min(max_side or settings.max_side, settings.max_side)
         scale = min(1.0, bound / max(w, h, 1))
         engine.precheck(served.loaded, "stylize", w * h * scale * scale / 1e6, arrived(request))
-        needed = sum(declared_pixels(b) for b in (content_bytes, *style_bytes, *mask_bytes))
+        needed = w * h + sum(declared_pixels(b) for b in (*style_bytes, *mask_bytes))
         with pixels_in_flight.reserve(needed):  # held until the answer is encoded
             return await _stylize(
                 request, served, content_bytes, style_bytes, names, mask_bytes, checked, alpha,

@@ -127,9 +127,13 @@ class CostModel:
             old = self._rates.get(key)
             self._rates[key] = rate if old is None else (1 - self.smoothing) * old + self.smoothing * rate
 
+    def rate(self, key: tuple[str, str]) -> float | None:
+        """Seconds per unit of (model, kind), None while not measured."""
+        return self._rates.get(key)
+
     def seconds(self, job: Job) -> float | None:
         """The expected time of job's forward pass (None: not known yet)."""
-        rate = self._rates.get(job.cost_key)
+        rate = self.rate(job.cost_key)
         return None if rate is None else rate * job.units
 
 
@@ -273,8 +277,7 @@ class Engine:
     def precheck(self, model: LoadedModel, kind: str, units: float, arrived: float | None = None) -> None:
         """Refuse (503 overloaded) before anything is decoded: the same test :meth:`submit` makes, from
         the work's size as its headers declare it, so a refusal costs the server nothing."""
-        job_like = Job(model, kind, lambda: None, None, deadline=0.0)  # only its cost key is used
-        rate = self.costs._rates.get(job_like.cost_key)
+        rate = self.costs.rate((model.card.name, kind))
         if rate is None:
             return
         start = time.monotonic() if arrived is None else arrived

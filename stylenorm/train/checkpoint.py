@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save
+from safetensors.torch import load, save
 from torch import Tensor
 
 from stylenorm.errors import StylenormError
@@ -137,9 +137,10 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
             metadata = f.metadata() or {}
         raw = metadata.get(META_KEY)
         digest = metadata.get(DIGEST_KEY)
-        if digest is not None and hashlib.sha256(_data_section(path.read_bytes())).hexdigest() != digest:
+        data = path.read_bytes()  # read once: hashed, then parsed
+        if digest is not None and hashlib.sha256(_data_section(data)).hexdigest() != digest:
             raise CheckpointError(f"{path} is damaged: its tensor data does not match its saved checksum")
-        tensors = load_file(str(path))
+        tensors = load(data)
     except (SafetensorError, OSError) as exc:
         raise CheckpointError(f"{path} is not a readable safetensors file: {exc}") from exc
     if raw is None:
