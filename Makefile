@@ -34,8 +34,10 @@ test: $(STAMP) browser
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -n 2 -q
 
-# The server tests 20 times in a row under -n 2 plus a busy loop per core: catches timing races early.
+# The heavy runs (-m stress: the overload run against the shipped models), then the server tests 20 times
+# in a row under -n 2 plus a busy loop per core: catches timing races early.
 stress: $(STAMP) browser
+	$(BIN)/python -m pytest -q -m stress
 	PYTHON=$(BIN)/python bash scripts/stress_server_tests.sh
 
 bench: $(STAMP)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import io
 import os
 import re
@@ -23,6 +24,7 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -56,12 +58,8 @@ class PeakRSS(threading.Thread):
 
     def run(self) -> None:
         while not self.stopped.is_set():
-            try:
-                text = Path(f"/proc/{self.pid}/status").read_text()
-                kb = int(re.search(r"VmRSS:\s+(\d+) kB", text).group(1))  # type: ignore[union-attr]
-                self.peak = max(self.peak, kb * 1024)
-            except (OSError, AttributeError):
-                pass
+            with contextlib.suppress(OSError, AttributeError):  # the process may just have ended
+                self.peak = max(self.peak, _rss(self.pid))
             time.sleep(0.05)
 
 
@@ -69,34 +67,110 @@ def _metric_sum(text: str, name: str) -> float:
     return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(name))
 
 
-async def _run(url: str, args: argparse.Namespace, photo: bytes) -> list[tuple[int, float, str]]:
+async def _run(
+    url: str, requests: int, clients: int, model: str, style: str, photo: bytes
+) -> list[tuple[int, float, str]]:
     results: list[tuple[int, float, str]] = []
     queue: asyncio.Queue[int] = asyncio.Queue()
-    for i in range(args.requests):
+    for i in range(requests):
         queue.put_nowait(i)
 
-    async def client() -> None:
-        async with httpx.AsyncClient(base_url=url, timeout=120) as c:
-            while True:
-                try:
-                    queue.get_nowait()
-                except asyncio.QueueEmpty:
-                    return
-                started = time.monotonic()
-                data = {"model": args.model, "format": "jpeg"}
-                if args.style:
-                    data["styles"] = args.style
-                try:
-                    r = await c.post(
-                        "/v1/stylize", files={"content": ("p.jpg", photo, "image/jpeg")}, data=data
-                    )
-                    code = r.json()["error"]["code"] if r.status_code != 200 else ""
-                    results.append((r.status_code, time.monotonic() - started, code))
-                except httpx.HTTPError as exc:
-                    results.append((0, time.monotonic() - started, type(exc).__name__))
+    # the multipart body is encoded once: the clients share this machine's CPUs with the server, and
+    # should spend as little of them as they can
+    data = {"model": model, "format": "jpeg"}
+    if style:
+        data["styles"] = style
+    template = httpx.Request(
+        "POST", url + "/v1/stylize", files={"content": ("p.jpg", photo, "image/jpeg")}, data=data
+    )
+    body, content_type = template.read(), template.headers["content-type"]
 
-    await asyncio.gather(*(client() for _ in range(args.clients)))
+    async def client(c: httpx.AsyncClient) -> None:
+        while True:
+            try:
+                queue.get_nowait()
+            except asyncio.QueueEmpty:
+                return
+            started = time.monotonic()
+            try:
+                r = await c.post("/v1/stylize", content=body, headers={"content-type": content_type})
+                code = r.json()["error"]["code"] if r.status_code != 200 else ""
+                results.append((r.status_code, time.monotonic() - started, code))
+            except httpx.HTTPError as exc:
+                results.append((0, time.monotonic() - started, type(exc).__name__))
+
+    # one client, one connection per simulated user (creating an httpx client loads a CA bundle: 32 of
+    # them kept this process busy for a second while the server's first answers waited to be read)
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as c:
+        await asyncio.gather(*(client(c) for _ in range(clients)))
     return results
+
+
+@dataclass
+class Outcome:
+    """What one overload run saw."""
+
+    results: list[tuple[int, float, str]]  # (status, seconds, error code) per request; status 0: no answer
+    wall_s: float
+    computed: float  # images the server computed (its batch sizes summed)
+    idle_rss: int  # the server's resident memory once ready, before the load (bytes)
+    peak_rss: int  # its peak during the load
+
+    def by_answer(self) -> dict[str, list[float]]:
+        """Latencies grouped by "status code" ("200", "503 overloaded", ...)."""
+        by: dict[str, list[float]] = {}
+        for status, seconds, code in self.results:
+            by.setdefault(f"{status} {code}".strip(), []).append(seconds)
+        return by
+
+
+def _rss(pid: int) -> int:
+    text = Path(f"/proc/{pid}/status").read_text()
+    return int(re.search(r"VmRSS:\s+(\d+) kB", text).group(1)) * 1024  # type: ignore[union-attr]
+
+
+def overload(
+    requests: int = 200,
+    clients: int = 32,
+    model: str = "eight-styles",
+    style: str = "leopard",
+    size: tuple[int, int] = (1024, 768),
+    models_dir: Path = ROOT / "models",
+    env: dict[str, str] | None = None,
+) -> Outcome:
+    """Start ``stylenorm serve`` on loopback (settings from the environment, else the defaults), wait for
+    /readyz, send the load, and stop the server."""
+    port = _free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "stylenorm", "serve", "--port", str(port), "--models-dir", str(models_dir)],
+        env={"STYLENORM_LOG_LEVEL": "warning", **os.environ, **(env or {})},
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            try:
+                if httpx.get(url + "/readyz").status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline or server.poll() is not None:
+                raise RuntimeError("the server did not get ready")
+            time.sleep(0.5)
+        before = _metric_sum(httpx.get(url + "/metrics").text, "stylenorm_batch_size_sum")
+        idle = _rss(server.pid)
+        rss = PeakRSS(server.pid)
+        rss.start()
+        started = time.monotonic()
+        results = asyncio.run(_run(url, requests, clients, model, style, _photo(*size)))
+        wall = time.monotonic() - started
+        rss.stopped.set()
+        computed = _metric_sum(httpx.get(url + "/metrics").text, "stylenorm_batch_size_sum") - before
+    finally:
+        server.terminate()
+        server.wait(60)
+    return Outcome(results, wall, computed, idle, max(rss.peak, idle))
 
 
 def main() -> None:
@@ -109,48 +183,12 @@ def main() -> None:
     p.add_argument("--markdown", default=None, help="append the table to this file")
     args = p.parse_args()
     width, height = (int(v) for v in args.size.split("x"))
-    port = _free_port()
-    env = dict(os.environ, STYLENORM_LOG_LEVEL="warning")
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "stylenorm",
-            "serve",
-            "--port",
-            str(port),
-            "--models-dir",
-            str(ROOT / "models"),
-        ],
-        env=env,
-    )
-    url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 300
-        while True:
-            try:
-                if httpx.get(url + "/readyz").status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline or server.poll() is not None:
-                raise SystemExit("the server did not get ready")
-            time.sleep(0.5)
-        before = _metric_sum(httpx.get(url + "/metrics").text, "stylenorm_batch_size_sum")
-        rss = PeakRSS(server.pid)
-        rss.start()
-        started = time.monotonic()
-        results = asyncio.run(_run(url, args, _photo(width, height)))
-        wall = time.monotonic() - started
-        rss.stopped.set()
-        computed = _metric_sum(httpx.get(url + "/metrics").text, "stylenorm_batch_size_sum") - before
-    finally:
-        server.terminate()
-        server.wait(60)
-    by: dict[str, list[float]] = {}
-    for status, seconds, code in results:
-        by.setdefault(f"{status} {code}".strip(), []).append(seconds)
-    served = sorted(by.get("200", []))
+        run = overload(args.requests, args.clients, args.model, args.style, (width, height))
+    except RuntimeError as exc:
+        raise SystemExit(str(exc)) from None
+    by = run.by_answer()
+    served = by.get("200", [])
     rows = [
         f"| {key} | {len(t)} | {np.percentile(t, 50):.2f} | {np.percentile(t, 95):.2f} | {max(t):.2f} |"
         for key, t in sorted(by.items())
@@ -159,14 +197,15 @@ def main() -> None:
         [
             f"Overload run: {args.requests} × {args.size} JPEG to `{args.model}` "
             f"({args.style or 'no style'}), {args.clients} clients, default settings, {os.cpu_count()} CPUs; "
-            f"{wall:.0f} s.",
+            f"{run.wall_s:.0f} s.",
             "",
             "| answer | count | p50 s | p95 s | max s |",
             "|---|---|---|---|---|",
             *rows,
             "",
-            f"Images computed {computed:.0f}, delivered {len(served)} "
-            f"(thrown away: {computed - len(served):.0f}); server peak RSS {rss.peak / 2**30:.2f} GiB.",
+            f"Images computed {run.computed:.0f}, delivered {len(served)} "
+            f"(thrown away: {run.computed - len(served):.0f}); "
+            f"server RSS idle {run.idle_rss / 2**30:.2f} GiB, peak {run.peak_rss / 2**30:.2f} GiB.",
         ]
     )
     print(report)

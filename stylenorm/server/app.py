@@ -443,6 +443,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         queue_size=settings.queue_size,
         request_timeout_s=settings.request_timeout_s,
         max_untiled_pixels=settings.max_untiled_pixels,
+        max_batch_pixels=settings.max_batch_pixels,
         style_max_side=settings.style_max_side,
         max_pixels=settings.max_pixels,
         style_cache_size=settings.style_cache_size,
@@ -760,9 +761,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         w, h = declared_size(content_bytes)
         bound = min(max_side or settings.max_side, settings.max_side)
         scale = min(1.0, bound / max(w, h, 1))
-        engine.precheck(served.loaded, "stylize", w * h * scale * scale / 1e6, arrived(request))
         needed = w * h + sum(declared_pixels(b) for b in (*style_bytes, *mask_bytes))
-        with pixels_in_flight.reserve(needed):  # held until the answer is encoded
+        units = w * h * scale * scale / 1e6
+        with (
+            engine.admission(served.loaded, "stylize", units, arrived(request)),
+            pixels_in_flight.reserve(needed),  # held until the answer is encoded
+        ):
             return await _stylize(
                 request, served, content_bytes, style_bytes, names, mask_bytes, checked, alpha,
                 preserve_color, max_side, format, quality,

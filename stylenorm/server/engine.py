@@ -28,8 +28,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import math
+import os
+import sys
 import threading
 import time
 from collections import deque
@@ -108,14 +111,26 @@ class Job:
 class CostModel:
     """Seconds per unit of work (megapixel, or job) of each (model, kind), learned from real batches.
 
-    Updated after every forward pass big enough to measure (≥ ``min_units``: a warm-up of a few
-    pixels is mostly fixed overhead) as an exponential moving average, so it follows the machine's
-    load. Unknown work has no estimate, and is admitted.
+    Each forward pass big enough to measure (≥ ``min_units``: a warm-up of a few pixels is mostly fixed
+    overhead) updates a moving average of the rate and of its deviation, like TCP's round-trip
+    estimator: admission plans with ``mean + spread × deviation`` so that a slower-than-average batch
+    still ends in time. A pass weighs by its size: ``1 - (1 - smoothing) ** (units / unit)``, so one
+    batch of 8 megapixels nearly replaces a small warm-up's figure, while many small passes are needed
+    to move it. The first sample's deviation is ``prior_deviation`` × its rate (one small warm-up says
+    little about big batches). Unknown work has no estimate, and is admitted.
     """
 
-    def __init__(self, smoothing: float = 0.3, min_units: float = 0.05) -> None:
-        self.smoothing, self.min_units = smoothing, min_units
-        self._rates: dict[tuple[str, str], float] = {}
+    def __init__(
+        self,
+        smoothing: float = 0.3,
+        min_units: float = 0.05,
+        unit: float = 1.0,
+        spread: float = 2.0,
+        prior_deviation: float = 0.5,
+    ) -> None:
+        self.smoothing, self.min_units, self.unit = smoothing, min_units, unit
+        self.spread, self.prior_deviation = spread, prior_deviation
+        self._stats: dict[tuple[str, str], tuple[float, float]] = {}  # key -> (mean rate, deviation)
         self._lock = threading.Lock()
 
     def observe(self, key: tuple[str, str], units: float, seconds: float) -> None:
@@ -124,20 +139,62 @@ class CostModel:
             return
         rate = seconds / units
         with self._lock:
-            old = self._rates.get(key)
-            self._rates[key] = rate if old is None else (1 - self.smoothing) * old + self.smoothing * rate
+            old = self._stats.get(key)
+            if old is None:
+                self._stats[key] = (rate, self.prior_deviation * rate)
+                return
+            mean, dev = old
+            a = 1.0 - (1.0 - self.smoothing) ** (units / self.unit)
+            self._stats[key] = ((1 - a) * mean + a * rate, (1 - a) * dev + a * abs(rate - mean))
+
+    def set_rate(self, key: tuple[str, str], rate: float) -> None:
+        """Fix a rate with no deviation (tests, operators who know their hardware)."""
+        with self._lock:
+            self._stats[key] = (rate, 0.0)
+
+    def mean(self, key: tuple[str, str]) -> float | None:
+        """The average seconds per unit of (model, kind), None while not measured."""
+        stats = self._stats.get(key)
+        return None if stats is None else stats[0]
 
     def rate(self, key: tuple[str, str]) -> float | None:
-        """Seconds per unit of (model, kind), None while not measured."""
-        return self._rates.get(key)
+        """Seconds per unit to plan with: the mean plus ``spread`` deviations (None: not measured)."""
+        stats = self._stats.get(key)
+        return None if stats is None else stats[0] + self.spread * stats[1]
 
     def seconds(self, job: Job) -> float | None:
-        """The expected time of job's forward pass (None: not known yet)."""
+        """The planned time of job's forward pass (None: not known yet)."""
         rate = self.rate(job.cost_key)
         return None if rate is None else rate * job.units
 
 
+@dataclass
+class _Hold:
+    """The planned seconds an admitted request holds in the backlog until its job is queued."""
+
+    seconds: float
+
+
+# the hold of the request being handled: contextvars follow it into run_in_threadpool's thread
+_CURRENT_HOLD: contextvars.ContextVar[_Hold | None] = contextvars.ContextVar("hold", default=None)
+
 DRAIN_MARGIN_S = 1.0  # waiting requests are answered this long before the graceful period ends
+# The worker (and the OpenMP threads it starts, which inherit this) runs at a lower CPU priority than the
+# event loop: inference is throughput work, while the loop's work — refusing what cannot fit, answering
+# health checks, streaming results — is small and must not wait behind a saturated CPU.
+WORKER_NICENESS = 5
+
+
+def _lower_thread_priority(increment: int) -> None:
+    """Raise the calling thread's nice value by increment (Linux: niceness is per thread; elsewhere a
+    no-op, since it would renice the whole process)."""
+    if sys.platform != "linux" or increment <= 0:
+        return
+    try:
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + increment)
+    except OSError as exc:  # a sandbox may forbid it: serving works the same, only less responsive
+        log.warning("could not lower the inference thread's priority: %s", exc)
 
 
 async def _watch(disconnected: Callable[[], Any] | None, engine: Engine, every: float = 0.25) -> str:
@@ -162,6 +219,7 @@ class Engine:
         queue_size: int = 64,
         request_timeout_s: float = 30.0,
         max_untiled_pixels: int = 4_000_000,
+        max_batch_pixels: int = 4_194_304,
         style_max_side: int = 512,
         max_pixels: int = 16_000_000,
         style_cache_size: int = 256,
@@ -173,6 +231,7 @@ class Engine:
         self.queue_size = queue_size
         self.request_timeout_s = request_timeout_s
         self.max_untiled_pixels = max_untiled_pixels
+        self.max_batch_pixels = max_batch_pixels
         self.style_max_side = style_max_side
         self.max_pixels = max_pixels
         self.metrics = metrics or Metrics()
@@ -190,6 +249,7 @@ class Engine:
         self.admission_margin_s = 0.1 * request_timeout_s
         self.costs = CostModel()
         self._running_until = 0.0  # when the batch in the worker is expected to end (monotonic)
+        self._held_s = 0.0  # planned seconds of admitted requests still being decoded (see admission)
         self.refused_late = 0  # jobs refused (503) or dropped (504) because they could not finish in time
 
     # ------------------------------------------------------------------ lifecycle
@@ -265,6 +325,10 @@ class Engine:
                     f"the inference queue is full ({self.queue_size} requests waiting); retry shortly",
                     {"Retry-After": str(self.retry_after())},
                 )
+            hold = _CURRENT_HOLD.get()
+            if hold is not None:  # admitted before decoding: its hold becomes this job
+                self._held_s -= hold.seconds
+                hold.seconds = 0.0
             ahead = self._backlog_s()
             own = self.costs.seconds(job)
             if own is not None and time.monotonic() + ahead + own > job.deadline - self.admission_margin_s:
@@ -274,18 +338,40 @@ class Engine:
             self.metrics.queue_depth.set(len(self._pending))
             self._cond.notify_all()
 
-    def precheck(self, model: LoadedModel, kind: str, units: float, arrived: float | None = None) -> None:
-        """Refuse (503 overloaded) before anything is decoded: the same test :meth:`submit` makes, from
-        the work's size as its headers declare it, so a refusal costs the server nothing."""
+    @contextlib.contextmanager
+    def admission(
+        self, model: LoadedModel, kind: str, units: float, arrived: float | None = None
+    ) -> Iterator[None]:
+        """Admit (or refuse, 503 overloaded) a request before anything is decoded, from the work's size
+        as its headers declare it, and hold its planned time in the backlog while it is decoded.
+
+        Requests arriving together thus see each other: without the hold, all of them would pass
+        while none was queued yet and be refused only after decoding, seconds later. :meth:`submit`
+        inside the block takes the hold over (the queued job then counts instead).
+        """
         rate = self.costs.rate((model.card.name, kind))
-        if rate is None:
-            return
+        planned = 0.0 if rate is None else rate * units
         start = time.monotonic() if arrived is None else arrived
         with self._cond:
-            ahead = self._backlog_s()
-        if time.monotonic() + ahead + rate * units > start + self.request_timeout_s - self.admission_margin_s:
-            self.refused_late += 1
-            raise self._overloaded(ahead + rate * units, ahead)
+            if rate is not None:
+                ahead = self._backlog_s()
+                due = start + self.request_timeout_s - self.admission_margin_s
+                if time.monotonic() + ahead + planned > due:
+                    self.refused_late += 1
+                    raise self._overloaded(ahead + planned, ahead)
+            self._held_s += planned
+        hold = _Hold(planned)
+        token = _CURRENT_HOLD.set(hold)
+        try:
+            yield
+        finally:
+            _CURRENT_HOLD.reset(token)
+            self._release(hold)
+
+    def _release(self, hold: _Hold) -> None:
+        with self._cond:
+            self._held_s -= hold.seconds
+            hold.seconds = 0.0
 
     def _overloaded(self, total_s: float, ahead_s: float) -> ApiError:
         return ApiError(
@@ -297,9 +383,10 @@ class Engine:
         )
 
     def _backlog_s(self) -> float:
-        """Expected seconds of the queued work and of the batch running now (jobs of unknown cost: 0)."""
+        """Planned seconds of the queued work, of the requests admitted and being decoded, and of the
+        batch running now (jobs of unknown cost: 0)."""
         queued = sum(self.costs.seconds(j) or 0.0 for j in self._pending)
-        return queued + max(0.0, self._running_until - time.monotonic())
+        return queued + self._held_s + max(0.0, self._running_until - time.monotonic())
 
     def withdraw(self, job: Job) -> None:
         """Take a job out of the queue at once (its caller timed out or left) and cancel it."""
@@ -387,6 +474,7 @@ class Engine:
     # ------------------------------------------------------------------ the worker
 
     def _loop(self) -> None:
+        _lower_thread_priority(WORKER_NICENESS)
         while True:
             batch = self._next_batch()
             if batch is None:
@@ -410,7 +498,9 @@ class Engine:
                 if first.key is None or self.max_batch_size == 1:
                     mates = [first]
                 else:
-                    mates = [j for j in self._pending if j.key == first.key][: self.max_batch_size]
+                    mates = self._within_pixels(
+                        [j for j in self._pending if j.key == first.key][: self.max_batch_size]
+                    )
                     wait = first.enqueued + self.max_batch_delay - time.monotonic()
                     # wait only for requests that are on their way: alone, a request never waits
                     coming = self._preparing > 0
@@ -430,6 +520,17 @@ class Engine:
                 job.future.set_exception(self._deadline_exceeded())
         # a job whose caller gave up (deadline) was cancelled: skip it
         return [job for job in mates if job.future.set_running_or_notify_cancel()] or []
+
+    def _within_pixels(self, mates: list[Job]) -> list[Job]:
+        """The first jobs whose contents hold at most max_batch_pixels together (the first always): a
+        forward pass's memory grows with its pixels (about 1.1 kB each for the nets on a CPU)."""
+        chosen, pixels = mates[:1], mates[0].units * 1e6
+        for job in mates[1:]:
+            pixels += job.units * 1e6
+            if pixels > self.max_batch_pixels:
+                break
+            chosen.append(job)
+        return chosen
 
     def _fit_in_time(self, mates: list[Job]) -> tuple[list[Job], list[Job]]:
         """Bound a batch by time: (the jobs that can all finish before their deadlines, the first job
@@ -488,6 +589,12 @@ class Engine:
             jobs[0].future.set_exception(exc)
             return
         elapsed = time.monotonic() - start
+        planned = [self.costs.seconds(j) for j in jobs]
+        if all(p is not None for p in planned) and elapsed > sum(planned):  # type: ignore[arg-type]
+            log.info(
+                "a batch of %d for %s took %.2f s, planned %.2f s: the cost model adapts",
+                len(jobs), name, elapsed, sum(planned),  # type: ignore[arg-type]
+            )
         self.costs.observe(jobs[0].cost_key, sum(j.units for j in jobs), elapsed)
         self._running_until = 0.0
         self.batches_run += 1

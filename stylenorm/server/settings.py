@@ -16,6 +16,9 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from stylenorm.repository import models_dir as resolve_models_dir
 
 ENV_PREFIX = "STYLENORM_"
+# Measured memory per pixel (peak RSS over a forward pass of each shipped model at 1024×768, batches 1 and 4):
+FORWARD_BYTES_PER_PIXEL = 1200  # a float32 forward pass of the shipped nets on a CPU: 1.0-1.13 kB a pixel
+UPLOAD_BYTES_PER_PIXEL = 16  # a decoded upload: uint8 RGB, then float32 (1, 3, H, W), 15 bytes
 
 
 def _split_list(value: Any) -> Any:
@@ -45,8 +48,8 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(20_000_000, ge=1024, description="largest request body, all files together")
     max_pixels: int = Field(16_000_000, ge=256, description="largest decoded input image (width × height)")
     max_pixels_in_flight: int = Field(
-        64_000_000, ge=256, description="decoded upload pixels held at once by stylize requests (≈ 12 bytes "
-        "each as float tensors): beyond, 503 busy; one request above it, 413",
+        64_000_000, ge=256, description="decoded upload pixels held at once by stylize requests (≈ 16 bytes "
+        "each decoded): beyond, 503 busy; one request above it, 413",
     )
     max_side: int = Field(1024, ge=16, le=16384, description="largest output side; requests may ask for less")
     style_max_side: int = Field(512, ge=16, le=4096, description="uploaded style images are bounded to this")
@@ -55,6 +58,11 @@ class Settings(BaseSettings):
     )
     max_batch_size: int = Field(
         8, ge=1, le=64, description="largest batch of one forward pass (1: no batching)"
+    )
+    max_batch_pixels: int = Field(
+        4_194_304, ge=256, description="most content pixels in one forward pass (a batch stops short of it; "
+        "one image above it runs alone, in tiles beyond max_untiled_pixels): a pass's memory grows with its "
+        "pixels, about 1.1 kB each for the shipped nets on a CPU",
     )
     max_batch_delay_ms: float = Field(
         5.0, ge=0.0, le=1000.0, description="how long the first request of a batch waits for others"
@@ -148,6 +156,15 @@ class Settings(BaseSettings):
         if self.device == "auto":
             return "cuda" if torch.cuda.is_available() else "cpu"
         return self.device
+
+    def memory_bound(self, idle_bytes: int) -> int:
+        """The worst case of the server's resident memory under stylize load, given its memory once
+        ready (models loaded and warmed): one forward pass at its largest (a batch stops at
+        max_batch_pixels; an image alone holds at most max_untiled_pixels, larger ones run in 512-px
+        tiles) plus every upload the pixel budget admits, decoded. Optimisation jobs and synthesis add
+        their own (one at a time each)."""
+        forward = max(self.max_batch_pixels, self.max_untiled_pixels) * FORWARD_BYTES_PER_PIXEL
+        return idle_bytes + forward + self.max_pixels_in_flight * UPLOAD_BYTES_PER_PIXEL
 
     def to_env(self) -> dict[str, str]:
         """These settings as STYLENORM_* variables (how `stylenorm serve --workers N` hands them on)."""

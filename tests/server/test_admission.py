@@ -60,10 +60,18 @@ def test_the_cost_model_learns_seconds_per_unit_and_ignores_tiny_samples() -> No
     costs = CostModel(smoothing=0.5, min_units=0.05)
     key = ("m", "stylize")
     costs.observe(key, 0.001, 5.0)  # a 32-px warm-up: overhead, not a rate
-    assert costs._rates == {}
+    assert costs.rate(key) is None
     costs.observe(key, 1.0, 2.0)
+    assert costs.mean(key) == pytest.approx(2.0) and costs.rate(key) == pytest.approx(2.0 + 2 * 1.0)
     costs.observe(key, 1.0, 4.0)
-    assert costs._rates[key] == pytest.approx(3.0)
+    assert costs.mean(key) == pytest.approx(3.0)
+    # a sample weighs by its size: 3 units at smoothing 0.5 count as 1 - 0.5³ = 0.875
+    costs.observe(key, 3.0, 3 * 11.0)
+    assert costs.mean(key) == pytest.approx(0.125 * 3.0 + 0.875 * 11.0)
+    # the deviation follows: a steady rate shrinks it towards 0, so the plan approaches the mean
+    for _ in range(20):
+        costs.observe(key, 1.0, 5.0)
+    assert costs.rate(key) == pytest.approx(5.0, rel=1e-3)
 
 
 def test_overload_gives_goodput_and_early_503s_never_wasted_work(model: LoadedModel) -> None:
@@ -100,7 +108,7 @@ def test_a_job_that_can_no_longer_finish_is_answered_504_without_running(model: 
         time.sleep(0.95)
         return torch.zeros(1, 3, 4, 4)
 
-    engine.costs._rates[(model.card.name, "synthesize")] = SLEEP  # the victim's cost is known
+    engine.costs.set_rate((model.card.name, "synthesize"), SLEEP)  # the victim's cost is known
     try:
 
         async def scenario() -> str:
@@ -207,9 +215,54 @@ def test_a_request_that_cannot_fit_is_refused_before_it_is_decoded(models_dir: P
 
     monkeypatch.setattr(app_module, "decode_upload", counting)
     with live_server(models_dir, request_timeout_s=2.0) as server:
-        server.engine.costs._rates[("fast", "stylize")] = 1000.0  # 1000 s per megapixel
+        server.engine.costs.set_rate(("fast", "stylize"), 1000.0)  # 1000 s per megapixel
         decoded.clear()
         r = server.client.post("/v1/stylize", files={"content": ("a.png", image_bytes(64, 64), "image/png")},
                                data={"model": "fast"})
         assert r.status_code == 503 and r.json()["error"]["code"] == "overloaded" and r.headers["retry-after"]
         assert decoded == []
+
+
+def test_requests_being_decoded_hold_their_planned_time(model: LoadedModel) -> None:
+    """Admission counts the requests it admitted that are still decoding: of two that arrive together
+    only one fits, and the second is refused at once, not after its decode. The hold passes to the
+    queued job on submit, and is given back when a request ends before submitting (a decode error)."""
+    engine = Engine(max_batch_size=1, request_timeout_s=10.0)  # not started: the queue just holds jobs
+    engine.costs.set_rate((model.card.name, "synthesize"), 6.0)  # 6 s per job; margin 1 s
+    with engine.admission(model, "synthesize", 1.0):
+        assert engine._backlog_s() == pytest.approx(6.0)
+        with pytest.raises(ApiError) as refused, engine.admission(model, "synthesize", 1.0):
+            pass
+        assert refused.value.status == 503 and refused.value.code == "overloaded"
+        job = engine.new_job(model, "synthesize", Counter())
+        engine.submit(job)  # the queued job replaces the hold: counted once
+        assert engine._backlog_s() == pytest.approx(6.0)
+    assert engine._backlog_s() == pytest.approx(6.0)
+    engine.withdraw(job)
+    with pytest.raises(ValueError), engine.admission(model, "synthesize", 1.0):
+        raise ValueError("the upload did not decode")
+    assert engine._backlog_s() == 0.0
+
+
+def test_a_batch_stops_at_max_batch_pixels(model: LoadedModel) -> None:
+    """A forward pass's memory grows with its pixels: five waiting 640×480 contents (0.31 MP each) under
+    a 1 MP bound run as batches of 3 and 2, whatever max_batch_size allows; one content above the bound
+    still runs (alone)."""
+    from stylenorm.server.engine import StylizeWork
+
+    engine = Engine(max_batch_size=8, max_batch_pixels=1_000_000)  # not started: batches are taken by hand
+    for _ in range(5):
+        engine.submit(engine.new_job(model, "stylize", StylizeWork(torch.rand(1, 3, 480, 640))))
+    sizes = [len(engine._next_batch() or []) for _ in range(2)]
+    assert sizes == [3, 2] and engine.queue_depth == 0
+    engine.submit(engine.new_job(model, "stylize", StylizeWork(torch.rand(1, 3, 1200, 1000))))
+    assert len(engine._next_batch() or []) == 1
+
+
+def test_the_stated_memory_bound_adds_the_forward_pass_and_the_pixel_budget() -> None:
+    from stylenorm.server.settings import FORWARD_BYTES_PER_PIXEL, UPLOAD_BYTES_PER_PIXEL, Settings
+
+    settings = Settings(max_batch_pixels=2_000_000, max_untiled_pixels=3_000_000, max_pixels_in_flight=10**7)
+    assert settings.memory_bound(10**9) == (
+        10**9 + 3_000_000 * FORWARD_BYTES_PER_PIXEL + 10**7 * UPLOAD_BYTES_PER_PIXEL
+    )
