@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 
 from stylenorm.errors import ShapeError
-from stylenorm.norm import make_norm
+from stylenorm.norm import make_norm, style_moments
 
 # Reinhard et al. 2001: RGB -> LMS, then log10, then an orthogonal decorrelating transform.
 _RGB2LMS = torch.tensor([[0.3811, 0.5783, 0.0402], [0.1967, 0.7244, 0.0782], [0.0241, 0.1288, 0.8444]])
@@ -50,3 +50,16 @@ class ColorTransfer(torch.nn.Module):
         lab = rgb_to_lab(content)
         out = self.adain(lab, rgb_to_lab(style))
         return lab_to_rgb(alpha * out + (1 - alpha) * lab)
+
+    def style_stats(self, style: Tensor) -> tuple[Tensor, Tensor]:
+        """The statistics the transfer takes of one style image (1, 3, h, w): lαβ (mean, std), each (1, 3)."""
+        mod = self.adain.modulation
+        return style_moments(rgb_to_lab(style), mod.eps if mod.unbiased else 0.0, mod.unbiased)
+
+    def transfer_stats(
+        self, content: Tensor, stats: tuple[Tensor, Tensor], alpha: Tensor | float = 1.0
+    ) -> Tensor:
+        """Contents (N, 3, H, W), each with its own lαβ statistics (mean, std), each (N, 3), and alpha (a
+        number or (N, 1, 1, 1)) -> (N, 3, H, W) RGB: the server's batched pass."""
+        lab = rgb_to_lab(content)
+        return lab_to_rgb(alpha * self.adain(lab, stats) + (1 - alpha) * lab)

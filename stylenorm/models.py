@@ -1,24 +1,19 @@
 """Build and load the models of the repository: a card's architecture + arguments -> nn.Module.
 
-One place maps architecture names to constructors, so training (which writes
-model folders), ``stylenorm stylize`` and the server all load models the
-same way.
+The card's architecture names a family (:mod:`stylenorm.families`), which builds the module; training
+(which writes model folders), ``stylenorm stylize`` and the server all load models the same way.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
 
-from stylenorm.color import ColorTransfer
-from stylenorm.nets import AdaINNet, TransformerNet, VGGEncoder
-from stylenorm.nets.cgan import ClassConditionalGenerator
-from stylenorm.nets.spade import SPADEGenerator
+from stylenorm.families import FAMILIES, family_of
+from stylenorm.families.adain import encoder_from
 from stylenorm.repository import (
     ModelCard,
     ModelError,
@@ -32,118 +27,19 @@ from stylenorm.repository import (
 )
 
 
-def _fast(card: ModelCard) -> nn.Module:
-    return TransformerNet(**card.arguments)
-
-
-def _multistyle(card: ModelCard) -> nn.Module:
-    args = dict(card.arguments)
-    args.setdefault("norm", "cin")
-    args.setdefault("num_styles", len(card.styles))
-    if args["num_styles"] != len(card.styles):
-        raise ModelError(f"{card.name}: {args['num_styles']} style rows but {len(card.styles)} style names")
-    return TransformerNet(**args)
-
-
-def encoder_from(arguments: dict[str, Any]) -> VGGEncoder:
-    """The VGG encoder an AdaIN or optimise card describes: {'encoder': {'fmt', 'depth', 'last', 'seed'}}."""
-    spec = dict(arguments.get("encoder", {}))
-    fmt = spec.get("fmt", "normalised")
-    return VGGEncoder(
-        depth=spec.get("depth", 16 if fmt == "hed" else 19),
-        last=spec.get("last", "relu4_1"),
-        fmt=fmt,
-        seed=spec.get("seed", 0),
-    )
-
-
-def _adain(card: ModelCard) -> nn.Module:
-    args = card.arguments
-    return AdaINNet(encoder_from(args), eps=args.get("eps", 1e-5), unbiased=args.get("unbiased", False))
-
-
-def _optimise(card: ModelCard) -> nn.Module:
-    from stylenorm.optimise import OptimisationModel
-
-    return OptimisationModel(encoder_from(card.arguments))
-
-
-def _color(card: ModelCard) -> nn.Module:
-    return ColorTransfer()
-
-
-def _check_classes(card: ModelCard, n: int, what: str) -> None:
-    """The contract's class names (and palette) must fit the generator's n classes."""
-    classes = card.contract.get("classes")
-    if classes is not None and len(classes) != n:
-        raise ModelError(f"{card.name}: {len(classes)} class names in the contract but {what} {n}")
-    palette = card.contract.get("palette")
-    if palette is not None:
-        if len(palette) != n:
-            raise ModelError(f"{card.name}: {len(palette)} palette colours but {what} {n}")
-        packed = [tuple(c) for c in palette]
-        if len(set(packed)) != n or any(len(c) != 3 or not all(0 <= v <= 255 for v in c) for c in packed):
-            raise ModelError(f"{card.name}: the palette needs {n} distinct [r, g, b] colours in 0..255")
-
-
-def _spade(card: ModelCard) -> nn.Module:
-    g = SPADEGenerator(**card.arguments)
-    _check_classes(card, g.label_nc, "label_nc")
-    return g
-
-
-def _cgan(card: ModelCard) -> nn.Module:
-    g = ClassConditionalGenerator(**card.arguments)
-    _check_classes(card, g.num_classes, "num_classes")
-    return g
-
-
-BUILDERS: dict[str, Callable[[ModelCard], nn.Module]] = {
-    "fast": _fast,
-    "multistyle": _multistyle,
-    "adain": _adain,
-    "optimise": _optimise,
-    "color": _color,
-    "spade": _spade,
-    "cgan": _cgan,
-}
-GAN_ARCHITECTURES = ("spade", "cgan")
-
-
 def build(card: ModelCard) -> nn.Module:
     """A freshly initialized module for the card's architecture and arguments."""
-    if card.architecture not in BUILDERS:
-        raise ModelError(
-            f"{card.name}: unknown architecture {card.architecture!r}; known: {', '.join(BUILDERS)}"
-        )
+    family = family_of(card)
     try:
-        return BUILDERS[card.architecture](card)
+        return family.build(card)
     except TypeError as exc:  # an argument the constructor does not take
         raise ModelError(f"{card.name}: bad arguments {card.arguments}: {exc}") from exc
 
 
 def weights_to_save(card: ModelCard, model: nn.Module) -> dict[str, torch.Tensor]:
-    """The tensors a model folder stores: all of them, less a seeded random encoder (rebuilt on load).
-
-    GAN models store the generator only: from a training pair (a module with
-    ``generator``, ``discriminator`` and optionally ``ema`` attributes) the
-    moving average when there is one, else the generator; never the discriminator.
-    """
-    if card.architecture in GAN_ARCHITECTURES:
-        for attribute in ("ema", "generator"):
-            part = getattr(model, attribute, None)
-            if isinstance(part, nn.Module):
-                return part.state_dict()
-        return model.state_dict()
-    state = model.state_dict()
-    encoder = getattr(model, "encoder", None)
-    if (
-        card.architecture in ("adain", "optimise")
-        and isinstance(encoder, VGGEncoder)
-        and encoder.fmt == "random"
-    ):
-        state = {k: v for k, v in state.items() if not k.startswith("encoder.")}
-    return state
+    """The tensors a model folder stores, as its family says: all of them by default; less a seeded
+    random encoder (rebuilt on load); for GANs the generator (its moving average when there is one)."""
+    return family_of(card).weights_to_save(card, model)
 
 
 @dataclass
@@ -194,4 +90,4 @@ def load(
     return LoadedModel(card, module, folder)
 
 
-__all__ = ["BUILDERS", "LoadedModel", "build", "encoder_from", "load", "resolve", "weights_to_save"]
+__all__ = ["FAMILIES", "LoadedModel", "build", "encoder_from", "load", "resolve", "weights_to_save"]

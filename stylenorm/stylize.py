@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import math
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Sequence
@@ -32,23 +31,20 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from stylenorm.errors import ShapeError, SpecError, StylenormError
+from stylenorm.errors import ShapeError, SpecError
+from stylenorm.families import Request, family_of, of_kind
+from stylenorm.families.base import (
+    MIN_SIDE,
+    UnknownStyle,
+    check_image,
+    named_style,
+    preserve_colors,
+    refuse,
+)
 from stylenorm.models import LoadedModel
-from stylenorm.nets.adain import AdaINNet, StyleStats, coral
-from stylenorm.nets.transformer import TransformerNet
-from stylenorm.optimise import OptimisationModel, OptimiseOptions
-from stylenorm.optimise import optimise as run_optimisation
-from stylenorm.tiling import DEFAULT_TILE, MIN_TILE, adain_stylize_tiled, tiled_style_stats, transformer_tiled
-
-MIN_SIDE = 16  # the smallest image side every family handles (reflection pads need a few pixels per level)
-ARCHITECTURES = ("fast", "multistyle", "adain", "optimise", "color")
-
-
-class UnknownStyle(StylenormError, KeyError):
-    """A style name that the multi-style model does not have; the message lists the valid ones."""
-
-    def __str__(self) -> str:  # KeyError would quote the message
-        return str(self.args[0]) if self.args else ""
+from stylenorm.nets.adain import StyleStats
+from stylenorm.optimise import OptimiseOptions
+from stylenorm.tiling import DEFAULT_TILE, MIN_TILE
 
 
 def resize_to(image: Tensor, size: int | None) -> Tensor:
@@ -66,14 +62,6 @@ def resize_to(image: Tensor, size: int | None) -> Tensor:
     new = (max(1, round(h * scale)), max(1, round(w * scale)))
     out = F.interpolate(image.float(), size=new, mode="bilinear", align_corners=False, antialias=True)
     return out.clamp(0.0, 1.0).to(image.dtype)
-
-
-def preserve_colors(stylized: Tensor, content: Tensor) -> Tensor:
-    """Luminance-only transfer: stylized's luma with content's chroma (YCbCr, BT.601); (N, 3, H, W) each."""
-    y_s = 0.299 * stylized[:, 0] + 0.587 * stylized[:, 1] + 0.114 * stylized[:, 2]
-    y_c = 0.299 * content[:, 0] + 0.587 * content[:, 1] + 0.114 * content[:, 2]
-    # content + (Δluma)·(1, 1, 1) keeps the content's Cb and Cr exactly (they ignore a gray offset)
-    return (content + (y_s - y_c).unsqueeze(1)).clamp(0.0, 1.0)
 
 
 class StyleCache:
@@ -153,62 +141,6 @@ def model_device(model: LoadedModel) -> torch.device:
     return torch.device("cpu")
 
 
-def _check_image(t: object, what: str) -> Tensor:
-    if not isinstance(t, Tensor) or t.dim() != 4 or t.shape[:2] != (1, 3) or not t.is_floating_point():
-        got = tuple(t.shape) if isinstance(t, Tensor) else type(t).__name__
-        raise ShapeError(f"{what} must be one float RGB image (1, 3, H, W) in [0, 1]; got {got}")
-    if min(t.shape[2:]) < MIN_SIDE:
-        raise ShapeError(
-            f"{what} is {t.shape[3]}×{t.shape[2]} (W×H); each side needs at least {MIN_SIDE} pixels"
-        )
-    return t
-
-
-def _check_weights(weights: Sequence[float] | None, k: int) -> list[float] | None:
-    if weights is None:
-        return None
-    w = [float(x) for x in weights]
-    if len(w) != k:
-        raise ShapeError(f"got {len(w)} style weights for {k} styles; give one weight per style")
-    if any(not math.isfinite(x) or x < 0 for x in w) or sum(w) <= 0:
-        raise ShapeError(f"style weights must be finite, non-negative and not all zero; got {w}")
-    return w
-
-
-def _refuse(family: str, **options: object) -> None:
-    """Raise SpecError naming the first option that is set but means nothing to this family."""
-    for name, value in options.items():
-        unset = value is None or value is False or (isinstance(value, list | tuple) and not value)
-        if not unset:
-            raise SpecError(f"{family} models do not take {name.replace('_', ' ')} (got {value!r})")
-
-
-def _style_row(model: LoadedModel, styles: Sequence[object], weights: list[float] | None) -> Tensor:
-    """Multistyle: style names (+ weights) -> indices (1,) for one style, else mixing weights (1, S)."""
-    names = model.card.styles
-    if not styles:
-        raise SpecError(f"multistyle model {model.card.name!r} needs a style name: one of {', '.join(names)}")
-    index = []
-    for s in styles:
-        if not isinstance(s, str):
-            raise SpecError(
-                f"styles of multistyle model {model.card.name!r} are names ({', '.join(names)}); "
-                f"got a {type(s).__name__}"
-            )
-        if s not in names:
-            raise UnknownStyle(
-                f"model {model.card.name!r} has no style {s!r}; valid styles: {', '.join(names)}"
-            )
-        index.append(names.index(s))
-    if len(index) == 1:
-        return torch.tensor(index)
-    w = weights if weights is not None else [1.0] * len(index)
-    row = torch.zeros(1, len(names))
-    for i, wi in zip(index, w, strict=True):
-        row[0, i] += wi / sum(w)  # a convex mix of the (γ, β) rows; a repeated name adds up
-    return row
-
-
 def stylize(
     model: LoadedModel,
     content: Tensor,
@@ -238,12 +170,13 @@ def stylize(
     autocast (CUDA only). ``optimise`` (options) and ``progress(i, n, loss)``
     are for optimise models only. The result is on content's device.
     """
-    arch = model.card.architecture
-    if arch not in ARCHITECTURES:
+    family = family_of(model.card)
+    if family.capabilities(model.card) is None:
         raise SpecError(
-            f"model {model.card.name!r} is a {arch!r} model; stylize handles {', '.join(ARCHITECTURES)}"
+            f"model {model.card.name!r} is a {family.name!r} model; stylize handles "
+            f"{', '.join(of_kind('stylize', 'optimise'))}"
         )
-    content = _check_image(content, "content").float()
+    content = check_image(content, "content").float()
     # one style given bare: a name or an image (a bare (mean, std) pair would read as two styles)
     styles = [styles] if isinstance(styles, str | Tensor) else list(styles)
     if not isinstance(alpha, int | float) or not 0.0 <= alpha <= 1.0:
@@ -253,196 +186,34 @@ def stylize(
     if max_untiled_pixels is not None and max_untiled_pixels < 1:
         raise SpecError(f"max_untiled_pixels must be positive; got {max_untiled_pixels}")
     h, w = content.shape[2:]
-    if tile is None and max_untiled_pixels is not None and h * w > max_untiled_pixels:
+    if family.tiles and tile is None and max_untiled_pixels is not None and h * w > max_untiled_pixels:
         tile = DEFAULT_TILE
     device = model_device(model)
     if half and device.type != "cuda":
         raise SpecError(f"half precision needs a model on a CUDA device; this one is on {device}")
-    if arch == "optimise":  # gradients through the encoder: outside inference mode
-        _refuse(arch, alpha=None if alpha == 1.0 else alpha, tile=tile, half=half)
-        return _run_optimise(model, content, styles, style_weights, preserve_color, masks, optimise, progress)
-    _refuse(arch, optimise=optimise, progress=progress)
+    request = Request(
+        content, styles, None if style_weights is None else list(style_weights), float(alpha),
+        bool(preserve_color), None if masks is None else list(masks), tile, max_untiled_pixels, cache,
+        optimise, progress,
+    )
+    if family.needs_gradients:  # it optimises through the encoder: outside inference mode
+        refuse(family.name, half=half)
+        return family.run(model, request, device)
+    refuse(family.name, optimise=optimise, progress=progress)
+    if not family.tiles:
+        refuse(family.name, tile=tile)
     precision = torch.autocast("cuda", dtype=torch.float16) if half else contextlib.nullcontext()
     with torch.inference_mode(), precision:
-        options = (style_weights, alpha, preserve_color, masks)
-        if arch in ("fast", "multistyle"):
-            out = _run_transformer(model, content, styles, *options, tile, device)
-        elif arch == "adain":
-            out = _run_adain(model, content, styles, *options, tile, device, cache, max_untiled_pixels)
-        else:
-            out = _run_color(model, content, styles, *options, device)
+        out = family.run(model, request, device)
     return out.float().clamp(0.0, 1.0).to(content.device)
 
 
-def _run_transformer(
-    model: LoadedModel,
-    content: Tensor,
-    styles: list,
-    weights: Sequence[float] | None,
-    alpha: float,
-    preserve_color: bool,
-    masks: Sequence[Tensor] | None,
-    tile: int | None,
-    device: torch.device,
-) -> Tensor:
-    arch, net = model.card.architecture, model.module
-    assert isinstance(net, TransformerNet)
-    _refuse(arch, alpha=None if alpha == 1.0 else alpha, masks=masks)
-    if arch == "fast":
-        _refuse(arch, styles=styles, style_weights=weights)
-        cond = None
-    else:
-        cond = _style_row(model, styles, _check_weights(weights, len(styles)))
-    if tile is not None:  # the full activations stay where the content is
-        out = transformer_tiled(net, content, cond, tile, device)
-    else:
-        out = net(content.to(device), None if cond is None else cond.to(device)).to(content.device)
-    return preserve_colors(out.float(), content) if preserve_color else out
-
-
-def _run_optimise(
-    model: LoadedModel,
-    content: Tensor,
-    styles: list,
-    weights: Sequence[float] | None,
-    preserve_color: bool,
-    masks: Sequence[Tensor] | None,
-    options: OptimiseOptions | None,
-    progress: Callable[[int, int, float], None] | None,
-) -> Tensor:
-    net = model.module
-    assert isinstance(net, OptimisationModel)
-    images = [_check_image(s, f"style {i + 1}") for i, s in enumerate(_resolve_names(model, styles))]
-    if not images:
-        raise SpecError(f"optimise model {model.card.name!r} needs at least one style image")
-    weights = _check_weights(weights, len(images))
-    if masks is not None:
-        masks = [m.reshape(1, 1, *m.shape[-2:]).float() for m in masks]
-    out = run_optimisation(net, content, images, weights, masks, options, progress).to(content.device)
-    return preserve_colors(out, content) if preserve_color else out
-
-
-def _run_adain(
-    model: LoadedModel,
-    content: Tensor,
-    styles: list,
-    weights: Sequence[float] | None,
-    alpha: float,
-    preserve_color: bool,
-    masks: Sequence[Tensor] | None,
-    tile: int | None,
-    device: torch.device,
-    cache: StyleCache | None,
-    max_untiled_pixels: int | None,
-) -> Tensor:
-    net = model.module
-    assert isinstance(net, AdaINNet)
-    styles = _resolve_names(model, styles)
-    if not styles:
-        raise SpecError(f"adain model {model.card.name!r} needs at least one style image")
-    weights = _check_weights(weights, len(styles))
-    if masks is not None:
-        masks = list(masks)
-        if weights is not None:
-            raise SpecError("give style weights or masks, not both: masks already decide each style's share")
-        if len(masks) != len(styles):
-            raise ShapeError(f"need one mask per style: {len(styles)} styles, {len(masks)} masks")
-        size = tuple(content.shape[2:])
-        for i, m in enumerate(masks):
-            if not isinstance(m, Tensor) or m.dim() != 2 or tuple(m.shape) != size:
-                got = tuple(m.shape) if isinstance(m, Tensor) else type(m).__name__
-                raise ShapeError(f"mask {i + 1} must be (H, W) = {size} like the content; got {got}")
-    host = content.device if tile is not None else device
-    prepared: list[StyleStats] = []
-    for i, s in enumerate(styles):
-        if isinstance(s, Tensor):
-            s = _check_image(s, f"style image {i + 1}").float()
-            big = max_untiled_pixels is not None and s.shape[2] * s.shape[3] > max_untiled_pixels
-            style_tile = tile if tile is not None else (DEFAULT_TILE if big else None)
-            if preserve_color:
-                # AdaINNet's colour preservation, done here so large styles can be encoded in tiles;
-                # the recoloured style depends on this content, so it is not cached
-                s = coral(s[0].to(content.device), content[0]).unsqueeze(0)
-                prepared.append(_adain_stats(model, net, s, style_tile, device, None))
-            else:
-                prepared.append(_adain_stats(model, net, s, style_tile, device, cache))
-        elif isinstance(s, tuple | list) and len(s) == 2 and all(isinstance(t, Tensor) for t in s):
-            if preserve_color:
-                raise SpecError("preserve_color recolours style images; it cannot apply to cached statistics")
-            prepared.append((s[0], s[1]))
-        else:
-            raise SpecError(
-                f"adain styles are images (1, 3, h, w) or cached (mean, std); style {i + 1} is a "
-                f"{type(s).__name__}" + (" (multistyle models take names)" if isinstance(s, str) else "")
-            )
-    # statistics (cached ones too) may sit on any device
-    stats: list[Tensor | StyleStats] = [(mean.to(host), std.to(host)) for mean, std in prepared]
-    if tile is not None:
-        return adain_stylize_tiled(net, content, stats, weights, alpha, masks, False, tile, device)
-    masks_dev = None if masks is None else [m.to(device) for m in masks]
-    return net.stylize(content.to(device), stats, weights, alpha, masks_dev, False)
-
-
-def named_style(model: LoadedModel, name: str) -> Tensor:
-    """The image of a named style of an adain/color model, ``styles/<name>.png``: (1, 3, h, w)."""
-    if name not in model.card.styles:
-        known = ", ".join(model.card.styles) or "none"
-        raise UnknownStyle(f"model {model.card.name!r} has no style {name!r}; its styles: {known}")
-    from stylenorm.imageio import load_image
-
-    return load_image(model.folder / "styles" / f"{name}.png")
-
-
-def _resolve_names(model: LoadedModel, styles: list) -> list:
-    """Style names (of the model's own gallery) become their images; other styles pass through."""
-    return [named_style(model, s) if isinstance(s, str) else s for s in styles]
-
-
-def _adain_stats(
-    model: LoadedModel,
-    net: AdaINNet,
-    style: Tensor,
-    tile: int | None,
-    device: torch.device,
-    cache: StyleCache | None,
-) -> StyleStats:
-    """(mean, std) of one style image: from the cache, else encoded (in tiles when tile is set)."""
-
-    def compute() -> StyleStats:
-        if tile is not None:  # the style stays on its device, tiles go to the model's
-            return tiled_style_stats(net, style, tile, device)
-        return net.style_stats(style.to(device))
-
-    if cache is None:
-        return compute()
-    return cache.get_or_compute(model.card.name, StyleCache.key_of(style), compute)
-
-
-def _run_color(
-    model: LoadedModel,
-    content: Tensor,
-    styles: list,
-    weights: Sequence[float] | None,
-    alpha: float,
-    preserve_color: bool,
-    masks: Sequence[Tensor] | None,
-    device: torch.device,
-) -> Tensor:
-    # pixelwise with global statistics: tiling would not change a thing, so it is not needed here
-    _refuse("color", style_weights=weights, masks=masks, preserve_color=preserve_color)
-    styles = _resolve_names(model, styles)
-    if len(styles) != 1 or not isinstance(styles[0], Tensor):
-        raise SpecError(f"color models take exactly one style image; got {len(styles)} style(s)")
-    style = _check_image(styles[0], "style image")
-    return model.module(content.to(device), style.to(device), alpha)
-
-
 __all__ = [
-    "ARCHITECTURES",
     "MIN_SIDE",
     "StyleCache",
     "UnknownStyle",
     "model_device",
+    "named_style",
     "preserve_colors",
     "resize_to",
     "stylize",

@@ -11,6 +11,8 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor, nn
 
+import stylenorm.families.adain as adain_family
+import stylenorm.families.fast as fast_family
 import stylenorm.stylize as stylize_module
 from stylenorm import cli
 from stylenorm.color import rgb_to_lab
@@ -354,13 +356,13 @@ def test_large_contents_switch_to_tiles(
     loaded: dict[str, LoadedModel], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls = []
-    original = stylize_module.transformer_tiled
+    original = fast_family.transformer_tiled
 
     def spy(*args: object, **kwargs: object) -> Tensor:
         calls.append(args[3] if len(args) > 3 else kwargs.get("tile"))
         return original(*args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(stylize_module, "transformer_tiled", spy)
+    monkeypatch.setattr(fast_family, "transformer_tiled", spy)  # the fast family runs the tiles
     c = content_image()
     untiled = stylize(loaded["fast"], c, max_untiled_pixels=H * W)
     assert calls == []
@@ -378,13 +380,13 @@ def test_bare_styles_and_large_style_images(
     torch.testing.assert_close(stylize(loaded["multi"], c, "b"), stylize(loaded["multi"], c, ["b"]))
     s = style_image(RED, 100, 90)  # more pixels than the content
     calls = []
-    original = stylize_module.tiled_style_stats
+    original = adain_family.tiled_style_stats
 
     def spy(*args: object) -> tuple[Tensor, Tensor]:
         calls.append(args[2])
         return original(*args)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(stylize_module, "tiled_style_stats", spy)
+    monkeypatch.setattr(adain_family, "tiled_style_stats", spy)
     plain = stylize(loaded["ada"], c, s)
     assert calls == []
     bounded = stylize(loaded["ada"], c, [s], max_untiled_pixels=H * W)  # the content fits, the style not

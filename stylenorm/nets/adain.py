@@ -130,6 +130,14 @@ class AdaINNet(nn.Module):
         t = self.transfer(feat, self.encode(style))
         return self.decode(alpha * t + (1 - alpha) * feat, (h, w))
 
+    def stylize_batch(self, content: Tensor, stats: StyleStats, alpha: Tensor | float = 1.0) -> Tensor:
+        """A batch of contents (N, 3, H, W), each with its own style statistics (mean, std), each (N, C),
+        and alpha (a number, or (N, 1, 1, 1)) -> (N, 3, H, W): the server's batched pass."""
+        x, h, w = self._pad(content)
+        feat = self.encode(x)
+        t = self.transfer(feat, (stats[0].to(feat.dtype), stats[1].to(feat.dtype)))
+        return self.decode(alpha * t + (1 - alpha) * feat, (h, w))
+
     def stylize(
         self,
         content: Tensor,

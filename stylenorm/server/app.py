@@ -37,6 +37,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from stylenorm import __version__
+from stylenorm.families import family_of
+from stylenorm.families.base import test_pattern
 from stylenorm.imageio import (
     WEB_FORMATS,
     ImageError,
@@ -50,7 +52,7 @@ from stylenorm.server.engine import Engine, StyleRef, StylizeWork
 from stylenorm.server.errors import ApiError, error_body
 from stylenorm.server.jobs import JobRunner
 from stylenorm.server.metrics import CONTENT_TYPE, Metrics, MetricsMiddleware
-from stylenorm.server.optimise_routes import MAX_OPTIMISE_STYLES, add_optimise_routes
+from stylenorm.server.optimise_routes import add_optimise_routes
 from stylenorm.server.protocol import DRAIN_HOOK, TimedH11Protocol
 from stylenorm.server.registry import Registry, ServedModel, library_function
 from stylenorm.server.request_id import RequestIdMiddleware
@@ -297,13 +299,7 @@ def _error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     return {c: {"model": ErrorBody, "description": what.get(c, "error")} for c in codes}
 
 
-def synthetic_image(size: int = 32, seed: int = 0) -> torch.Tensor:
-    """A smooth colourful test picture (1, 3, size, size) in [0, 1], for warm-up and thumbnails."""
-    y, x = torch.meshgrid(torch.linspace(0, 1, size), torch.linspace(0, 1, size), indexing="ij")
-    r = x
-    g = y
-    b = 0.5 + 0.5 * torch.sin(6.0 * (x + y) + seed)
-    return torch.stack([r, g, b]).unsqueeze(0).clamp(0, 1)
+synthetic_image = test_pattern  # warm-up and thumbnails
 
 
 def arrived(request: Request) -> float | None:
@@ -313,52 +309,19 @@ def arrived(request: Request) -> float | None:
 
 
 def stylize_options(served: ServedModel) -> StylizeOptions:
-    """What /v1/stylize takes for this model (the web page builds its controls from it)."""
-    card = served.loaded.card
-    arch = card.architecture
-    named = bool(card.styles)
-    if arch == "fast":
-        return StylizeOptions(
-            named_styles=False,
-            uploaded_styles=False,
-            max_styles=0,
-            min_styles=0,
-            weights=False,
-            alpha=False,
-            preserve_color=True,
-            masks=False,
-        )
-    if arch == "multistyle":
-        return StylizeOptions(
-            named_styles=True,
-            uploaded_styles=False,
-            max_styles=MAX_STYLES,
-            min_styles=1,
-            weights=True,
-            alpha=False,
-            preserve_color=True,
-            masks=False,
-        )
-    if arch in ("adain", "optimise"):
-        return StylizeOptions(
-            named_styles=named,
-            uploaded_styles=True,
-            max_styles=MAX_STYLES if arch == "adain" else MAX_OPTIMISE_STYLES,
-            min_styles=1,
-            weights=True,
-            alpha=arch == "adain",
-            preserve_color=True,
-            masks=True,
-        )
+    """What /v1/stylize (or /v1/optimise) takes for this model, as its family says (the web page builds
+    its controls from it)."""
+    caps = family_of(served.loaded.card).capabilities(served.loaded.card)
+    assert caps is not None, "only stylize and optimise models have options"
     return StylizeOptions(
-        named_styles=named,
-        uploaded_styles=True,
-        max_styles=1,
-        min_styles=1,
-        weights=False,
-        alpha=True,
-        preserve_color=False,
-        masks=False,
+        named_styles=caps.named_styles,
+        uploaded_styles=caps.uploaded_styles,
+        max_styles=caps.max_styles,
+        min_styles=caps.min_styles,
+        weights=caps.weights,
+        alpha=caps.alpha,
+        preserve_color=caps.preserve_color,
+        masks=caps.masks,
     )
 
 
@@ -374,6 +337,7 @@ def _check_stylize(
     """Refuse what the model does not take (422) and unknown style names (404), before any decoding."""
     card = served.loaded.card
     arch, opts = card.architecture, stylize_options(served)
+    gallery = bool((caps := family_of(card).capabilities(card)) and caps.gallery)
     total = uploads + len(names)
     bad = "invalid_parameters"
     if uploads and not opts.uploaded_styles:
@@ -395,8 +359,8 @@ def _check_stylize(
                 "unknown_style",
                 f"model {card.name!r} has no style {shown!r}; its styles: {', '.join(card.styles)}",
             )
-        # adain/color named styles are gallery images; the name was checked against the card above
-        if arch in ("adain", "color") and not (served.loaded.folder / "styles" / f"{n}.png").is_file():
+        # a gallery family's named styles are images; the name was checked against the card above
+        if gallery and not (served.loaded.folder / "styles" / f"{n}.png").is_file():
             raise ApiError(404, "unknown_style", f"style {n!r} of model {card.name!r} has no gallery image")
     if total < opts.min_styles:
         raise ApiError(
@@ -482,17 +446,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 generate(model, model_classes(model)[0], 1, 0)
 
     def _warm_work(model: Any) -> StylizeWork:
-        arch = model.card.architecture
-        refs: list[StyleRef] = []
-        if arch == "multistyle":
-            refs = [StyleRef(name=model.card.styles[0])]
-        elif arch in ("adain", "color"):
-            gallery = [s for s in model.card.styles if (model.folder / "styles" / f"{s}.png").is_file()]
-            refs = (
-                [StyleRef(name=gallery[0])]
-                if gallery
-                else [StyleRef(key="warm-up", image=synthetic_image(32, seed=1))]
-            )
+        """A small request the model's family chooses (its first named style, or a test picture)."""
+        refs = [
+            StyleRef(name=st) if isinstance(st, str) else StyleRef(key="warm-up", image=st)
+            for st in family_of(model.card).warmup_styles(model)
+        ]
         return StylizeWork(content=synthetic_image(32), styles=refs)
 
     def load_models() -> None:
@@ -589,11 +547,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "styles": list(card.styles),
         }
 
+    def from_gallery(served: ServedModel) -> bool:
+        """Its named styles are images in its folder (else they live in the weights: multistyle)."""
+        caps = family_of(served.loaded.card).capabilities(served.loaded.card)
+        return bool(caps and caps.gallery)
+
     def has_thumbnail(served: ServedModel, style: str) -> bool:
-        return (
-            served.loaded.card.architecture == "multistyle"
-            or (served.loaded.folder / "styles" / f"{style}.png").is_file()
-        )
+        return not from_gallery(served) or (served.loaded.folder / "styles" / f"{style}.png").is_file()
 
     @v1.get("/models", response_model=ModelList, summary="List the loaded and the unavailable models")
     async def list_models() -> ModelList:
@@ -655,7 +615,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         key = (card.name, style)
         data = thumbnails.get(key)
         if data is None:
-            if card.architecture == "multistyle":  # no gallery file: show the style on a test picture
+            if not from_gallery(served):  # no gallery file: show the style on a test picture
                 work = StylizeWork(
                     content=synthetic_image(settings.thumbnail_size), styles=[StyleRef(name=style)]
                 )
@@ -778,7 +738,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         preserve_color: bool, max_side: int | None, format: str, quality: int,
     ) -> Response:
         name = served.name
-        arch = served.loaded.card.architecture
+        takes_statistics = family_of(served.loaded.card).takes_statistics
 
         def prepare() -> StylizeWork:
             image = decode_upload(content_bytes, "content", settings.max_pixels)
@@ -802,7 +762,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 key = hashlib.sha256(data).hexdigest()
                 cached = (name, ("upload", key)) in engine.upload_cache
                 image_s = None
-                if not cached or (preserve_color and arch == "adain"):
+                if not cached or (preserve_color and takes_statistics):  # recoloured per content
                     image_s = resize_to(
                         decode_upload(data, f"style {i + 1}", settings.max_pixels), settings.style_max_side
                     )

@@ -3,13 +3,10 @@
 Requests become :class:`Job` objects. The worker takes the oldest job and
 waits at most ``max_batch_delay_ms`` (counted from that job's arrival) for
 more jobs with the same *batch key* — same model, same kind of work, same
-content size — up to ``max_batch_size``, then runs them as one forward pass:
-
-* fast: the contents stacked;
-* multistyle: one style-weight row per sample (a named style is a one-hot row);
-* adain: per-sample style statistics (a weighted mix of styles is the mix of
-  their (mean, std), AdaIN being linear in them) and a per-sample alpha;
-* color: per-sample lαβ statistics and alpha.
+content size — up to ``max_batch_size``, then runs them as one forward pass, the family's
+``run_batch`` (:mod:`stylenorm.families`) with one :class:`~stylenorm.families.BatchRow` per sample:
+its named styles and their mix, or — for families whose styles are statistics (adain, color) — the
+mixed (mean, std) of its styles (the mix of the statistics, AdaIN being linear in them), and its alpha.
 
 Jobs with masks, preserve_color or a content large enough to need tiles,
 and synthesis/generation jobs, run alone through the library functions. The
@@ -44,19 +41,17 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from stylenorm.color import lab_to_rgb, rgb_to_lab
+from stylenorm.families import BatchRow, family_of
+from stylenorm.families.base import mix_weights
 from stylenorm.imageio import WEB_FORMATS, load_image
 from stylenorm.models import LoadedModel
-from stylenorm.nets.adain import AdaINNet, StyleStats
-from stylenorm.nets.transformer import TransformerNet
-from stylenorm.norm import style_moments
+from stylenorm.nets.adain import StyleStats
 from stylenorm.server.errors import ApiError
 from stylenorm.server.metrics import Metrics
 from stylenorm.stylize import StyleCache, named_style, resize_to, stylize
 
 log = logging.getLogger("stylenorm.server.engine")
 
-STYLIZE_ARCHITECTURES = ("fast", "multistyle", "adain", "color")
 
 
 @dataclass
@@ -289,9 +284,9 @@ class Engine:
     def batch_key(self, model: LoadedModel, work: StylizeWork) -> Hashable | None:
         """Jobs with equal keys may share a forward pass; None: this job runs alone."""
         h, w = work.content.shape[2:]
-        arch = model.card.architecture
-        alone = work.masks is not None or work.preserve_color
-        alone = alone or (arch != "color" and h * w > self.max_untiled_pixels)
+        family = family_of(model.card)
+        alone = not family.batched or work.masks is not None or work.preserve_color
+        alone = alone or (family.tiles and h * w > self.max_untiled_pixels)
         return None if alone else (model.card.name, "stylize", int(h), int(w))
 
     @contextlib.contextmanager
@@ -560,8 +555,8 @@ class Engine:
             self.metrics.queue_depth.set(len(self._pending))
 
     def _precision(self, model: LoadedModel | None = None) -> contextlib.AbstractContextManager:
-        # fp16 autocast on GPUs for the nets; colour transfer (log10 of tiny values) stays in float32
-        if self.device.type == "cuda" and (model is None or model.card.architecture != "color"):
+        # fp16 autocast on GPUs where the family allows it (colour transfer's log10 of tiny values does not)
+        if self.device.type == "cuda" and (model is None or family_of(model.card).float16):
             return torch.autocast("cuda", dtype=torch.float16)
         return contextlib.nullcontext()
 
@@ -632,22 +627,13 @@ class Engine:
         self.metrics.style_cache.labels("hit" if stats is not None else "miss").inc()
         if stats is None:
             image = named_style(model, ref.name) if ref.name is not None else self._style_image(ref)
-            stats = self._compute_stats(model, image.to(self.device))
+            stats = family_of(model.card).style_stats(model, image.to(self.device))
             cache.put(model.card.name, key, stats)
         return stats[0].to(self.device), stats[1].to(self.device)
 
-    def _compute_stats(self, model: LoadedModel, image: Tensor) -> StyleStats:
-        net = model.module
-        if isinstance(net, AdaINNet):
-            mean, std = net.style_stats(image)
-        else:  # colour transfer: the statistics its AdaIN layer takes of the style in lαβ
-            mod = net.adain.modulation
-            mean, std = style_moments(rgb_to_lab(image), mod.eps if mod.unbiased else 0.0, mod.unbiased)
-        return mean.float(), std.float()
-
     def precompute_named(self, model: LoadedModel) -> int:
         """Compute the statistics of every gallery style of an adain/color model; returns how many."""
-        if model.card.architecture not in ("adain", "color"):
+        if not family_of(model.card).style_statistics:
             return 0
         done = 0
         with torch.inference_mode(), self._precision(model):
@@ -659,79 +645,38 @@ class Engine:
 
     # ------------------------------------------------------------------ stylize
 
-    @staticmethod
-    def _mix(weights: list[float] | None, k: int) -> list[float]:
-        if weights is None:
-            return [1.0 / k] * k
-        total = float(sum(weights))
-        return [w / total for w in weights]
-
-    def _mixed_stats(self, model: LoadedModel, work: StylizeWork) -> StyleStats:
+    def _row(self, model: LoadedModel, work: StylizeWork) -> BatchRow:
+        """One sample of a batch: its named styles and their mix, or its mixed statistics (families whose
+        styles are statistics: a weighted mix of styles is the mix of their (mean, std))."""
+        mix = mix_weights(work.weights, len(work.styles)) if work.styles else []
+        if not family_of(model.card).style_statistics:
+            names = [r.name for r in work.styles if r.name is not None]
+            return BatchRow(names=names, mix=mix, alpha=work.alpha)
         stats = [self.style_stats(model, ref) for ref in work.styles]
-        if len(stats) == 1:
-            return stats[0]
-        mix = self._mix(work.weights, len(stats))
-        mean = sum(m * s[0] for m, s in zip(mix, stats, strict=True))
-        std = sum(m * s[1] for m, s in zip(mix, stats, strict=True))
-        return mean, std
-
-    @staticmethod
-    def _style_row(model: LoadedModel, work: StylizeWork) -> Tensor:
-        """Multistyle: the style-weight row (1, S); a single style is a one-hot row."""
-        names = model.card.styles
-        row = torch.zeros(1, len(names))
-        mix = Engine._mix(work.weights, len(work.styles))
-        for ref, m in zip(work.styles, mix, strict=True):
-            assert ref.name is not None
-            row[0, names.index(ref.name)] += m
-        return row
+        mean = sum(m * st[0] for m, st in zip(mix, stats, strict=True))
+        std = sum(m * st[1] for m, st in zip(mix, stats, strict=True))
+        return BatchRow(stats=(mean, std), alpha=work.alpha)  # type: ignore[arg-type]
 
     def _stylize_batch(self, model: LoadedModel, works: list[StylizeWork]) -> Tensor:
         """One forward pass for contents of one size -> (N, 3, H, W) float32 in [0, 1] on the CPU."""
-        arch, net = model.card.architecture, model.module
         x = torch.cat([w.content for w in works]).to(self.device, torch.float32)
         if self.device.type == "cuda":
             x = x.contiguous(memory_format=torch.channels_last)
-        alpha = torch.tensor([w.alpha for w in works], device=self.device).view(-1, 1, 1, 1)
-        if arch == "fast":
-            assert isinstance(net, TransformerNet)
-            out = net(x)
-        elif arch == "multistyle":
-            assert isinstance(net, TransformerNet)
-            rows = torch.cat([self._style_row(model, w) for w in works]).to(self.device)
-            out = net(x, rows)
-        elif arch == "adain":
-            assert isinstance(net, AdaINNet)
-            stats = [self._mixed_stats(model, w) for w in works]
-            mean = torch.cat([s[0] for s in stats])
-            std = torch.cat([s[1] for s in stats])
-            padded, h, w = net._pad(x)
-            feat = net.encode(padded)
-            t = net.transfer(feat, (mean.to(feat.dtype), std.to(feat.dtype)))
-            out = net.decode(alpha * t + (1 - alpha) * feat, (h, w))
-        elif arch == "color":
-            stats = [self._mixed_stats(model, w) for w in works]
-            mean = torch.cat([s[0] for s in stats])
-            std = torch.cat([s[1] for s in stats])
-            lab = rgb_to_lab(x)
-            out = lab_to_rgb(alpha * net.adain(lab, (mean, std)) + (1 - alpha) * lab)
-        else:
-            raise ApiError(422, "invalid_parameters", f"{arch} models do not stylize")
+        out = family_of(model.card).run_batch(model, x, [self._row(model, w) for w in works])
         return out.float().clamp(0.0, 1.0).cpu()
 
     def _stylize_alone(self, model: LoadedModel, work: StylizeWork) -> Tensor:
-        """Masks, colour preservation or tiles: the library's stylize, with cached statistics where it can."""
-        arch = model.card.architecture
+        """Masks, colour preservation or tiles: the library's stylize, with cached statistics where the
+        family takes them (colour preservation recolours each style image for this content: no cache)."""
+        family = family_of(model.card)
         styles: list[Any] = []
         for ref in work.styles:
-            if arch == "multistyle" or (ref.name is not None and arch != "adain"):
-                styles.append(ref.name)
-            elif arch == "adain" and not work.preserve_color:
+            if ref.name is not None and not (family.takes_statistics and not work.preserve_color):
+                styles.append(ref.name)  # names: the family resolves them (its gallery, or its rows)
+            elif family.takes_statistics and not work.preserve_color:
                 styles.append(self.style_stats(model, ref))
-            else:  # colour preservation recolours each style image for this content: no cache
-                styles.append(
-                    named_style(model, ref.name) if ref.name is not None else self._style_image(ref)
-                )
+            else:
+                styles.append(self._style_image(ref))
         out = stylize(
             model,
             work.content,
@@ -742,6 +687,6 @@ class Engine:
             work.masks,
             None,
             self.max_untiled_pixels,
-            half=self.device.type == "cuda" and arch != "color",
+            half=self.device.type == "cuda" and family.float16,
         )
         return out.float().cpu()

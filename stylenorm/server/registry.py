@@ -18,22 +18,13 @@ from typing import Any
 
 import torch
 
+from stylenorm.families import family_of
 from stylenorm.models import LoadedModel, load
 from stylenorm.repository import scan
 from stylenorm.server.errors import ApiError
 
 log = logging.getLogger("stylenorm.server.registry")
 
-# architecture -> the endpoint kind that serves it
-KINDS = {
-    "fast": "stylize",
-    "multistyle": "stylize",
-    "adain": "stylize",
-    "color": "stylize",
-    "optimise": "optimise",
-    "spade": "synthesize",
-    "cgan": "generate",
-}
 # kind -> (module, function) it needs beyond the model itself
 _NEEDS = {
     "synthesize": ("stylenorm.synthesize", "synthesize"),
@@ -115,9 +106,7 @@ class Registry:
         start = time.monotonic()
         try:
             loaded = load(folder, device=self.device)
-            kind = KINDS.get(loaded.card.architecture)
-            if kind is None:
-                raise ApiError(500, "unservable", f"architecture {loaded.card.architecture!r} is not served")
+            kind = family_of(loaded.card).kind  # the card was read, so its family is known
             if kind in _NEEDS and library_function(kind) is None:
                 module, attr = _NEEDS[kind]
                 raise ApiError(

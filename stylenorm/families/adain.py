@@ -1,0 +1,164 @@
+"""``adain``: arbitrary styles through adaptive instance norm on VGG features (Huang & Belongie 2017)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import Tensor, nn
+
+from stylenorm.errors import ShapeError, SpecError
+from stylenorm.families.base import (
+    MAX_STYLES,
+    Capabilities,
+    Family,
+    Request,
+    check_image,
+    check_weights,
+    gallery_or_pattern,
+    resolve_names,
+)
+from stylenorm.nets.adain import AdaINNet, StyleStats, coral
+from stylenorm.nets.vgg import VGGEncoder
+from stylenorm.repository import ModelCard
+from stylenorm.tiling import DEFAULT_TILE, adain_stylize_tiled, tiled_style_stats
+
+if TYPE_CHECKING:
+    from stylenorm.families.base import BatchRow
+    from stylenorm.models import LoadedModel
+
+
+def encoder_from(arguments: dict[str, Any]) -> VGGEncoder:
+    """The VGG encoder a card describes: {'encoder': {'fmt', 'depth', 'last', 'seed'}}."""
+    spec = dict(arguments.get("encoder", {}))
+    fmt = spec.get("fmt", "normalised")
+    return VGGEncoder(
+        depth=spec.get("depth", 16 if fmt == "hed" else 19),
+        last=spec.get("last", "relu4_1"),
+        fmt=fmt,
+        seed=spec.get("seed", 0),
+    )
+
+
+def without_random_encoder(module: nn.Module) -> dict[str, Tensor]:
+    """A state dict less a seeded random encoder's weights (rebuilt from its seed on load)."""
+    state = module.state_dict()
+    encoder = getattr(module, "encoder", None)
+    if isinstance(encoder, VGGEncoder) and encoder.fmt == "random":
+        state = {k: v for k, v in state.items() if not k.startswith("encoder.")}
+    return state
+
+
+class AdaINFamily(Family):
+    name = "adain"
+    kind = "stylize"
+    summary = "arbitrary styles (uploads or the gallery), mixed by weights or masks, alpha"
+    batched = True
+    style_statistics = True
+    takes_statistics = True
+    exportable = True
+
+    def build(self, card: ModelCard) -> nn.Module:
+        args = card.arguments
+        return AdaINNet(encoder_from(args), eps=args.get("eps", 1e-5), unbiased=args.get("unbiased", False))
+
+    def weights_to_save(self, card: ModelCard, module: nn.Module) -> dict[str, Tensor]:
+        return without_random_encoder(module)
+
+    def capabilities(self, card: ModelCard) -> Capabilities:
+        return Capabilities(
+            named_styles=bool(card.styles),
+            uploaded_styles=True,
+            max_styles=MAX_STYLES,
+            min_styles=1,
+            weights=True,
+            alpha=True,
+            preserve_color=True,
+            masks=True,
+            gallery=True,
+        )
+
+    def style_stats(self, model: LoadedModel, image: Tensor) -> StyleStats:
+        mean, std = model.module.style_stats(image)  # type: ignore[operator]
+        return mean.float(), std.float()
+
+    def warmup_styles(self, model: LoadedModel) -> list[str | Tensor]:
+        return gallery_or_pattern(model)
+
+    def run_batch(self, model: LoadedModel, contents: Tensor, rows: list[BatchRow]) -> Tensor:
+        net = model.module
+        assert isinstance(net, AdaINNet)
+        means = torch.cat([r.stats[0] for r in rows if r.stats is not None]).to(contents.device)
+        stds = torch.cat([r.stats[1] for r in rows if r.stats is not None]).to(contents.device)
+        alpha = torch.tensor([r.alpha for r in rows], device=contents.device).view(-1, 1, 1, 1)
+        return net.stylize_batch(contents, (means, stds), alpha)
+
+    def run(self, model: LoadedModel, request: Request, device: torch.device) -> Tensor:
+        net, content, tile = model.module, request.content, request.tile
+        assert isinstance(net, AdaINNet)
+        styles = resolve_names(model, request.styles)
+        if not styles:
+            raise SpecError(f"adain model {model.card.name!r} needs at least one style image")
+        weights = check_weights(request.weights, len(styles))
+        masks = request.masks
+        if masks is not None:
+            masks = list(masks)
+            if weights is not None:
+                raise SpecError(
+                    "give style weights or masks, not both: masks already decide each style's share"
+                )
+            if len(masks) != len(styles):
+                raise ShapeError(f"need one mask per style: {len(styles)} styles, {len(masks)} masks")
+            size = tuple(content.shape[2:])
+            for i, m in enumerate(masks):
+                if not isinstance(m, Tensor) or m.dim() != 2 or tuple(m.shape) != size:
+                    got = tuple(m.shape) if isinstance(m, Tensor) else type(m).__name__
+                    raise ShapeError(f"mask {i + 1} must be (H, W) = {size} like the content; got {got}")
+        host = content.device if tile is not None else device
+        prepared: list[StyleStats] = []
+        for i, s in enumerate(styles):
+            if isinstance(s, Tensor):
+                s = check_image(s, f"style image {i + 1}").float()
+                limit = request.max_untiled_pixels
+                big = limit is not None and s.shape[2] * s.shape[3] > limit
+                style_tile = tile if tile is not None else (DEFAULT_TILE if big else None)
+                if request.preserve_color:
+                    # colour preservation done here so large styles can be encoded in tiles; the
+                    # recoloured style depends on this content, so it is not cached
+                    s = coral(s[0].to(content.device), content[0]).unsqueeze(0)
+                    prepared.append(self._stats(model, net, s, style_tile, device, None))
+                else:
+                    prepared.append(self._stats(model, net, s, style_tile, device, request.cache))
+            elif isinstance(s, tuple | list) and len(s) == 2 and all(isinstance(t, Tensor) for t in s):
+                if request.preserve_color:
+                    raise SpecError(
+                        "preserve_color recolours style images; it cannot apply to cached statistics"
+                    )
+                prepared.append((s[0], s[1]))
+            else:
+                raise SpecError(
+                    f"adain styles are images (1, 3, h, w) or cached (mean, std); style {i + 1} is a "
+                    f"{type(s).__name__}" + (" (multistyle models take names)" if isinstance(s, str) else "")
+                )
+        # statistics (cached ones too) may sit on any device
+        stats: list[Tensor | StyleStats] = [(mean.to(host), std.to(host)) for mean, std in prepared]
+        alpha = request.alpha
+        if tile is not None:
+            return adain_stylize_tiled(net, content, stats, weights, alpha, masks, False, tile, device)
+        masks_dev = None if masks is None else [m.to(device) for m in masks]
+        return net.stylize(content.to(device), stats, weights, alpha, masks_dev, False)
+
+    @staticmethod
+    def _stats(
+        model: LoadedModel, net: AdaINNet, style: Tensor, tile: int | None, device: torch.device, cache: Any
+    ) -> StyleStats:
+        """(mean, std) of one style image: from the cache, else encoded (in tiles when tile is set)."""
+
+        def compute() -> StyleStats:
+            if tile is not None:  # the style stays on its device, tiles go to the model's
+                return tiled_style_stats(net, style, tile, device)
+            return net.style_stats(style.to(device))
+
+        if cache is None:
+            return compute()
+        return cache.get_or_compute(model.card.name, cache.key_of(style), compute)

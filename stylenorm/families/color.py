@@ -1,0 +1,80 @@
+"""``color``: colour transfer, AdaIN on pixel statistics in lαβ (Reinhard et al. 2001); no weights."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+from torch import Tensor, nn
+
+from stylenorm.color import ColorTransfer
+from stylenorm.errors import SpecError
+from stylenorm.families.base import (
+    Capabilities,
+    Family,
+    Request,
+    check_image,
+    gallery_or_pattern,
+    refuse,
+    resolve_names,
+)
+from stylenorm.repository import ModelCard
+
+if TYPE_CHECKING:
+    from stylenorm.families.base import BatchRow
+    from stylenorm.models import LoadedModel
+    from stylenorm.nets.adain import StyleStats
+
+
+class ColorFamily(Family):
+    name = "color"
+    kind = "stylize"
+    summary = "the colours of one style image (no network)"
+    batched = True
+    style_statistics = True
+    tiles = False  # pixelwise with global statistics: tiles would change nothing
+    float16 = False  # log10 of tiny values
+
+    def build(self, card: ModelCard) -> nn.Module:
+        return ColorTransfer()
+
+    def capabilities(self, card: ModelCard) -> Capabilities:
+        return Capabilities(
+            named_styles=bool(card.styles),
+            uploaded_styles=True,
+            max_styles=1,
+            min_styles=1,
+            weights=False,
+            alpha=True,
+            preserve_color=False,
+            masks=False,
+            gallery=True,
+        )
+
+    def style_stats(self, model: LoadedModel, image: Tensor) -> StyleStats:
+        mean, std = model.module.style_stats(image)  # type: ignore[operator]
+        return mean.float(), std.float()
+
+    def warmup_styles(self, model: LoadedModel) -> list[str | Tensor]:
+        return gallery_or_pattern(model)
+
+    def run_batch(self, model: LoadedModel, contents: Tensor, rows: list[BatchRow]) -> Tensor:
+        net = model.module
+        assert isinstance(net, ColorTransfer)
+        means = torch.cat([r.stats[0] for r in rows if r.stats is not None]).to(contents.device)
+        stds = torch.cat([r.stats[1] for r in rows if r.stats is not None]).to(contents.device)
+        alpha = torch.tensor([r.alpha for r in rows], device=contents.device).view(-1, 1, 1, 1)
+        return net.transfer_stats(contents, (means, stds), alpha)
+
+    def run(self, model: LoadedModel, request: Request, device: torch.device) -> Tensor:
+        refuse(
+            self.name,
+            style_weights=request.weights,
+            masks=request.masks,
+            preserve_color=request.preserve_color,
+        )
+        styles = resolve_names(model, request.styles)
+        if len(styles) != 1 or not isinstance(styles[0], Tensor):
+            raise SpecError(f"color models take exactly one style image; got {len(styles)} style(s)")
+        style = check_image(styles[0], "style image")
+        return model.module(request.content.to(device), style.to(device), request.alpha)

@@ -1,0 +1,76 @@
+"""``optimise``: no trained net; the pixels are optimised against a pretrained VGG's content and style
+losses (Gatys et al. 2016). Slow (seconds to minutes), so the server runs it as polled jobs."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+from torch import Tensor, nn
+
+from stylenorm.errors import SpecError
+from stylenorm.families.adain import encoder_from, without_random_encoder
+from stylenorm.families.base import (
+    Capabilities,
+    Family,
+    Request,
+    check_image,
+    check_weights,
+    preserve_colors,
+    refuse,
+    resolve_names,
+)
+from stylenorm.repository import ModelCard
+
+if TYPE_CHECKING:
+    from stylenorm.models import LoadedModel
+
+MAX_OPTIMISE_STYLES = 8  # each style adds a Gram target per layer to every iteration
+
+
+class OptimiseFamily(Family):
+    name = "optimise"
+    kind = "optimise"
+    summary = "any style by optimising the pixels (Gatys et al.): slow, the quality reference"
+    needs_gradients = True
+    tiles = False
+
+    def build(self, card: ModelCard) -> nn.Module:
+        from stylenorm.optimise import OptimisationModel
+
+        return OptimisationModel(encoder_from(card.arguments))
+
+    def weights_to_save(self, card: ModelCard, module: nn.Module) -> dict[str, Tensor]:
+        return without_random_encoder(module)
+
+    def capabilities(self, card: ModelCard) -> Capabilities:
+        return Capabilities(
+            named_styles=bool(card.styles),
+            uploaded_styles=True,
+            max_styles=MAX_OPTIMISE_STYLES,
+            min_styles=1,
+            weights=True,
+            alpha=False,
+            preserve_color=True,
+            masks=True,
+            gallery=True,
+        )
+
+    def run(self, model: LoadedModel, request: Request, device: torch.device) -> Tensor:
+        from stylenorm.optimise import OptimisationModel, optimise
+
+        net, content = model.module, request.content
+        assert isinstance(net, OptimisationModel)
+        refuse(self.name, alpha=None if request.alpha == 1.0 else request.alpha, tile=request.tile)
+        images = [
+            check_image(s, f"style {i + 1}") for i, s in enumerate(resolve_names(model, request.styles))
+        ]
+        if not images:
+            raise SpecError(f"optimise model {model.card.name!r} needs at least one style image")
+        weights = check_weights(request.weights, len(images))
+        masks = request.masks
+        if masks is not None:
+            masks = [m.reshape(1, 1, *m.shape[-2:]).float() for m in masks]
+        out = optimise(net, content, images, weights, masks, request.optimise, request.progress)
+        out = out.to(content.device)
+        return preserve_colors(out, content) if request.preserve_color else out
