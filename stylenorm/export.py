@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from stylenorm.errors import ShapeError, SpecError, StylenormError
+from stylenorm.families import FAMILIES, Family, family_of
 from stylenorm.models import LoadedModel
 from stylenorm.nets import AdaINNet, TransformerNet
 from stylenorm.norm.base import Normalization, modulate
@@ -33,7 +34,6 @@ from stylenorm.norm.stats import GroupStats, InstanceStats
 
 log = logging.getLogger(__name__)
 
-EXPORTABLE = ("fast", "multistyle", "adain")
 _SAMPLE_BATCH = 2  # torch.export specializes dimensions of size 0 and 1
 _SAMPLE_SIZE = 64
 _MIN_OPSET = 18  # the dynamo exporter's lowest; its down-conversion fails on Pad
@@ -177,18 +177,19 @@ def _require_onnx() -> None:
         ) from exc
 
 
-def _check_exportable(model: LoadedModel) -> None:
-    arch = model.card.architecture
-    if arch == "color":
+def _check_exportable(model: LoadedModel) -> Family:
+    family = family_of(model.card)
+    if family.exportable:
+        return family
+    exportable = ", ".join(name for name, f in FAMILIES.items() if f.exportable)
+    if not any(True for _ in model.module.parameters()):
         raise SpecError(
-            f"{model.card.name}: a 'color' model has no network (it recolours with image statistics), "
-            f"so there is nothing to export; ONNX export covers {', '.join(EXPORTABLE)}"
+            f"{model.card.name}: a {family.name!r} model has no network (it works from image statistics "
+            f"or optimises pixels), so there is nothing to export; ONNX export covers {exportable}"
         )
-    if arch not in EXPORTABLE:
-        raise SpecError(
-            f"{model.card.name}: cannot export architecture {arch!r} to ONNX; "
-            f"exportable: {', '.join(EXPORTABLE)}"
-        )
+    raise SpecError(
+        f"{model.card.name}: cannot export architecture {family.name!r} to ONNX; exportable: {exportable}"
+    )
 
 
 def export_onnx(model: LoadedModel, path: Path, opset: int = 18) -> list[Path]:
@@ -218,7 +219,7 @@ def export_onnx(model: LoadedModel, path: Path, opset: int = 18) -> list[Path]:
     ``color`` models have nothing to export (SpecError). ``opset`` 18 or newer
     (the dynamo exporter's lowest; it cannot convert these graphs down).
     """
-    _check_exportable(model)
+    family = _check_exportable(model)
     _require_onnx()
     import onnx.defs
 
@@ -229,39 +230,51 @@ def export_onnx(model: LoadedModel, path: Path, opset: int = 18) -> list[Path]:
     if path.suffix != ".onnx":
         raise SpecError(f"the ONNX output file must end in .onnx; got {path}")
     path.parent.mkdir(parents=True, exist_ok=True)
-    card, module = model.card, portable_copy(model.module)
+    card = model.card
     props = {
         "stylenorm.model": card.name,
         "stylenorm.architecture": card.architecture,
         "stylenorm.styles": json.dumps(card.styles),
         "stylenorm.contract": "RGB float in [0, 1], (N, 3, H, W)",
     }
+    return family.export_onnx(portable_copy(model.module), path, opset, props)
+
+
+_AXES = {0: "batch", 2: "height", 3: "width"}
+
+
+def export_transformer(module: nn.Module, path: Path, opset: int, props: dict[str, str]) -> list[Path]:
+    """A TransformerNet: input ``image`` (plus ``style_weights`` (N, S) with style rows) -> ``stylized``."""
     g = torch.Generator().manual_seed(0)
     image = torch.rand(_SAMPLE_BATCH, 3, _SAMPLE_SIZE, _SAMPLE_SIZE, generator=g)
-    axes = {0: "batch", 2: "height", 3: "width"}
-    if card.architecture == "fast":
-        used = _export_graph(_FastGraph(module), (image,), path, {"image": axes}, {"stylized": axes}, opset)
+    num_styles = getattr(module, "num_styles", 0)
+    if not num_styles:
+        used = _export_graph(_FastGraph(module), (image,), path, {"image": _AXES}, {"stylized": _AXES}, opset)
         _tag(path, {**props, "stylenorm.exporter": used})
         return [path]
-    if card.architecture == "multistyle":
-        styles = torch.softmax(torch.rand(_SAMPLE_BATCH, module.num_styles, generator=g), dim=1)
-        inputs = {"image": axes, "style_weights": {0: "batch"}}
-        graph = _MultiStyleGraph(module)
-        used = _export_graph(graph, (image, styles), path, inputs, {"stylized": axes}, opset)
-        _tag(path, {**props, "stylenorm.exporter": used, "stylenorm.num_styles": str(module.num_styles)})
-        return [path]
+    styles = torch.softmax(torch.rand(_SAMPLE_BATCH, num_styles, generator=g), dim=1)
+    inputs = {"image": _AXES, "style_weights": {0: "batch"}}
+    used = _export_graph(_MultiStyleGraph(module), (image, styles), path, inputs, {"stylized": _AXES}, opset)
+    _tag(path, {**props, "stylenorm.exporter": used, "stylenorm.num_styles": str(num_styles)})
+    return [path]
+
+
+def export_adain(module: nn.Module, path: Path, opset: int, props: dict[str, str]) -> list[Path]:
+    """An AdaINNet: the decoder at ``path`` and the encoder at ``<stem>.encoder.onnx`` (see export_onnx)."""
+    g = torch.Generator().manual_seed(0)
+    image = torch.rand(_SAMPLE_BATCH, 3, _SAMPLE_SIZE, _SAMPLE_SIZE, generator=g)
     adain = json.dumps(
         {"eps": module.eps, "unbiased": module.unbiased, "multiple": module.multiple, "margin": module.margin}
     )
     encoder_path = path.with_name(f"{path.stem}.encoder.onnx")
     feat_axes = {0: "batch", 2: "feature_height", 3: "feature_width"}
     used_enc = _export_graph(
-        _EncoderGraph(module), (image,), encoder_path, {"image": axes}, {"features": feat_axes}, opset
+        _EncoderGraph(module), (image,), encoder_path, {"image": _AXES}, {"features": feat_axes}, opset
     )
     with torch.no_grad():
         features = module.encode(image)
     used_dec = _export_graph(
-        _DecoderGraph(module), (features,), path, {"features": feat_axes}, {"image": axes}, opset
+        _DecoderGraph(module), (features,), path, {"features": feat_axes}, {"image": _AXES}, opset
     )
     props["stylenorm.adain"] = adain
     _tag(encoder_path, {**props, "stylenorm.exporter": used_enc, "stylenorm.part": "encoder"})
@@ -337,54 +350,63 @@ def check_onnx(model: LoadedModel, paths: list[Path], sample: Tensor | tuple[Ten
     ``(content, style)``, which also checks the whole recipe of
     :func:`adain_onnx_stylize` against ``model.module(content, style)``.
     """
-    _check_exportable(model)
+    family = _check_exportable(model)
     _require_onnx()
-    parts = sample if isinstance(sample, tuple | list) else (sample,)
+    parts = tuple(sample) if isinstance(sample, tuple | list) else (sample,)
     image = parts[0]
     if not isinstance(image, Tensor) or image.dim() != 4 or image.shape[1] != 3:
         got = tuple(image.shape) if isinstance(image, Tensor) else type(image).__name__
         raise ShapeError(f"the check sample must be an RGB batch (N, 3, H, W); got {got}")
-    sessions = _sessions(paths)
-    module, arch = model.module.eval(), model.card.architecture
-    worst = 0.0
-
-    def diff(a: np.ndarray, b: Tensor) -> float:
-        if a.shape != tuple(b.shape):
-            raise ShapeError(f"ONNX output has shape {a.shape}, the model's is {tuple(b.shape)}")
-        return float(np.abs(a.astype(np.float64) - b.double().numpy()).max())
-
     with torch.no_grad():
-        x = image.detach().float().cpu()
-        if arch in ("fast", "multistyle"):
-            if "image" not in sessions:
-                raise SpecError(f"{paths} holds no graph with an 'image' input")
-            feeds = {"image": x.numpy()}
-            args: tuple[Tensor, ...] = (x,)
-            if arch == "multistyle":
-                weights = parts[1] if len(parts) > 1 else _mix_weights(x.shape[0], module.num_styles)
-                weights = weights.detach().float().cpu()
-                feeds["style_weights"], args = weights.numpy(), (x, weights)
-            worst = diff(sessions["image"].run(None, feeds)[0], module(*args))
-        else:
-            if set(sessions) != {"image", "features"}:
-                raise SpecError("an AdaIN check needs both files: the decoder and <stem>.encoder.onnx")
-            features = module.encode(x)
-            worst = diff(sessions["image"].run(None, {"image": x.numpy()})[0], features)
-            decoded = sessions["features"].run(None, {"features": features.numpy()})[0]
-            worst = max(worst, diff(decoded, module.decoder(features)))
-            if len(parts) > 1:
-                style = parts[1].detach().float().cpu()
-                out = adain_onnx_stylize(
-                    paths, x.numpy(), style.numpy(),
-                    eps=module.eps, unbiased=module.unbiased, multiple=module.multiple, sessions=sessions,
-                    margin=module.margin,
-                )
-                worst = max(worst, diff(out, module(x, style)))
+        return family.check_onnx(model.module.eval(), paths, parts)
+
+
+def _diff(a: np.ndarray, b: Tensor) -> float:
+    if a.shape != tuple(b.shape):
+        raise ShapeError(f"ONNX output has shape {a.shape}, the model's is {tuple(b.shape)}")
+    return float(np.abs(a.astype(np.float64) - b.double().numpy()).max())
+
+
+def check_transformer(module: nn.Module, paths: list[Path], parts: tuple[Tensor, ...]) -> float:
+    """Max abs difference of a TransformerNet's graph (style rows: the weights of parts[1], or fixed
+    uneven mixtures)."""
+    sessions = _sessions(paths)
+    if "image" not in sessions:
+        raise SpecError(f"{paths} holds no graph with an 'image' input")
+    x = parts[0].detach().float().cpu()
+    feeds = {"image": x.numpy()}
+    args: tuple[Tensor, ...] = (x,)
+    num_styles = getattr(module, "num_styles", 0)
+    if num_styles:
+        weights = parts[1] if len(parts) > 1 else _mix_weights(x.shape[0], num_styles)
+        weights = weights.detach().float().cpu()
+        feeds["style_weights"], args = weights.numpy(), (x, weights)
+    return _diff(sessions["image"].run(None, feeds)[0], module(*args))
+
+
+def check_adain(module: nn.Module, paths: list[Path], parts: tuple[Tensor, ...]) -> float:
+    """Max abs difference of an AdaINNet's encoder and decoder graphs; with a style (parts[1]), also of
+    the whole recipe of :func:`adain_onnx_stylize` against the model."""
+    sessions = _sessions(paths)
+    if set(sessions) != {"image", "features"}:
+        raise SpecError("an AdaIN check needs both files: the decoder and <stem>.encoder.onnx")
+    x = parts[0].detach().float().cpu()
+    features = module.encode(x)
+    worst = _diff(sessions["image"].run(None, {"image": x.numpy()})[0], features)
+    decoded = sessions["features"].run(None, {"features": features.numpy()})[0]
+    worst = max(worst, _diff(decoded, module.decoder(features)))
+    if len(parts) > 1:
+        style = parts[1].detach().float().cpu()
+        out = adain_onnx_stylize(
+            paths, x.numpy(), style.numpy(),
+            eps=module.eps, unbiased=module.unbiased, multiple=module.multiple, sessions=sessions,
+            margin=module.margin,
+        )
+        worst = max(worst, _diff(out, module(x, style)))
     return worst
 
 
 __all__ = [
-    "EXPORTABLE",
     "PortableGroupStats",
     "adain_onnx_stylize",
     "check_onnx",

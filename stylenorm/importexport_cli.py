@@ -102,6 +102,7 @@ def _import_spade(args: argparse.Namespace) -> int:
 
 def _export(args: argparse.Namespace) -> int:
     from stylenorm.export import check_onnx, export_onnx
+    from stylenorm.families import family_of
     from stylenorm.models import load
 
     if args.format != "onnx":  # argparse choices already refuse others; kept for direct callers
@@ -112,7 +113,8 @@ def _export(args: argparse.Namespace) -> int:
         print(f"wrote {p}")
     g = torch.Generator().manual_seed(0)
     sample: torch.Tensor | tuple[torch.Tensor, ...] = torch.rand(*CHECK_SHAPE, generator=g)
-    if model.card.architecture == "adain":
+    caps = family_of(model.card).capabilities(model.card)
+    if caps is not None and caps.uploaded_styles:  # adain: the whole recipe, with a style image
         sample = (sample, torch.rand(1, 3, 40, 36, generator=g))
     worst = check_onnx(model, paths, sample)
     print(f"onnxruntime check at {CHECK_SHAPE}: max abs diff {worst:.3g}")

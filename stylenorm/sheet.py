@@ -28,6 +28,7 @@ from PIL import Image, ImageDraw
 from torch import Tensor
 
 from stylenorm.errors import SpecError
+from stylenorm.families import family_of
 from stylenorm.imageio import load_image, to_pil
 from stylenorm.metrics import (
     METRIC_ENCODERS,
@@ -91,8 +92,9 @@ def _fit(label: str, width: int) -> str:
 
 def _style_image(model: LoadedModel, style: str, size: int) -> Tensor | None:
     """The picture of a style: a file, a gallery image, or None (a multistyle row without a thumbnail)."""
+    names_only = _names_only(model)
     if Path(style).is_file():
-        if model.card.architecture == "multistyle" and Path(style).stem not in model.card.styles:
+        if names_only and Path(style).stem not in model.card.styles:
             raise SpecError(
                 f"{Path(style).name} is not named after a style of {model.card.name!r} "
                 f"({', '.join(model.card.styles)})"
@@ -101,9 +103,15 @@ def _style_image(model: LoadedModel, style: str, size: int) -> Tensor | None:
     thumb = model.folder / "styles" / f"{style}.png"
     if style in model.card.styles and thumb.is_file():
         return named_style(model, style)
-    if model.card.architecture == "multistyle" and style in model.card.styles:
+    if names_only and style in model.card.styles:
         return None
     raise SpecError(f"{style!r} is neither an image file nor a style of {model.card.name!r}")
+
+
+def _names_only(model: LoadedModel) -> bool:
+    """Its styles are names of rows in its weights (multistyle), not images."""
+    caps = family_of(model.card).capabilities(model.card)
+    return caps is not None and caps.named_styles and not caps.uploaded_styles
 
 
 def contact_sheet(
@@ -121,10 +129,14 @@ def contact_sheet(
     """
     if not contents:
         raise SpecError("a contact sheet needs at least one content image")
-    arch = model.card.architecture
-    columns: list[str | None] = list(styles) if arch != "fast" else [None]
-    if arch != "fast" and not styles:
-        raise SpecError(f"a {arch} model needs styles for its sheet's columns")
+    family = family_of(model.card)
+    caps = family.capabilities(model.card)
+    if caps is None:
+        raise SpecError(f"a {family.name} model does not stylize; contact sheets show stylize models")
+    takes_styles, names_only = caps.max_styles > 0, _names_only(model)
+    columns: list[str | None] = list(styles) if takes_styles else [None]
+    if takes_styles and not styles:
+        raise SpecError(f"a {family.name} model needs styles for its sheet's columns")
     encoder = metric_encoder(encoder)
     cell = size + _PAD
     sheet = Image.new(
@@ -145,10 +157,10 @@ def contact_sheet(
         draw.text((_PAD, y + size), _fit(Path(path).stem, size), fill="black")
         for j, s in enumerate(columns, start=1):
             style_arg = [] if s is None else [pictures[s] if Path(s).is_file() else s]
-            if arch == "multistyle" and s is not None and Path(s).is_file():
+            if names_only and s is not None and Path(s).is_file():
                 style_arg = [Path(s).stem]  # a row's image: the row by its name, the image for the numbers
-            options: dict = {"alpha": alpha} if arch in ("adain", "color") else {}
-            if arch == "optimise":
+            options: dict = {"alpha": alpha} if caps.alpha else {}
+            if family.needs_gradients:
                 options = {"optimise": optimise}
             out = stylize(model, content, style_arg, **options)
             sheet.paste(to_pil(out), (j * cell + _PAD, y))
@@ -223,7 +235,7 @@ def _run(args: argparse.Namespace) -> int:
     model = load(args.model, args.models_dir)
     contents, styles = _expand(args.content), _expand(args.style or [])
     encoder = metric_encoder(kind=args.metric_encoder)
-    if model.card.architecture == "spade":
+    if family_of(model.card).kind == "synthesize":
         sheet, cells = synthesis_sheet(model, contents, _expand(args.reference or []), args.size, encoder)
     else:
         optimise = OptimiseOptions(iterations=args.iterations) if args.iterations else None

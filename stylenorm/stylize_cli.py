@@ -9,6 +9,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from stylenorm.errors import SpecError
+from stylenorm.families import family_of
 from stylenorm.imageio import (
     IMAGE_SUFFIXES,
     input_files,
@@ -164,7 +165,7 @@ def _optimise_options(args: argparse.Namespace, model: LoadedModel) -> OptimiseO
         )
         if value is not None
     }
-    if model.card.architecture == "optimise":
+    if family_of(model.card).needs_gradients:
         return OptimiseOptions(**given)
     if given:
         flags = ", ".join("--" + k.replace("_", "-") for k in given)
@@ -209,7 +210,8 @@ def run_stylize(args: argparse.Namespace) -> int:
         raise SpecError(f"--tile must be at least {MIN_TILE} pixels; got {args.tile}")
     model = load(args.model, args.models_dir, resolve_device(args.device))
     optimise = _optimise_options(args, model)
-    if model.card.architecture in ("fast", "multistyle"):  # names (fast takes none: stylize says so)
+    caps = family_of(model.card).capabilities(model.card)
+    if caps is not None and not caps.uploaded_styles:  # names (fast takes none: stylize says so)
         if args.style_size is not None:
             raise SpecError(f"--style-size resizes style images; {model.card.architecture} models take none")
         styles: list = list(args.style or [])

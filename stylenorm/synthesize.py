@@ -38,6 +38,7 @@ from torch import Tensor
 
 from stylenorm.data.layouts import LabelFile, default_palette
 from stylenorm.errors import ShapeError, SpecError, StylenormError
+from stylenorm.families import family_of, of_kind
 from stylenorm.imageio import DEFAULT_MAX_PIXELS, Source, open_image
 from stylenorm.models import LoadedModel
 
@@ -82,13 +83,13 @@ def colorize_labels(labels: Tensor, palette: Sequence[Sequence[int]]) -> Tensor:
 # ------------------------------------------------------------------------------------------ model facts
 
 
-def _check_arch(model: LoadedModel, architecture: str, what: str) -> None:
+def _check_kind(model: LoadedModel, kind: str, what: str) -> None:
+    """model must be of a family that does this kind of work (synthesize: spade, generate: cgan)."""
     if not isinstance(model, LoadedModel):
         raise SpecError(f"{what} needs a model from stylenorm.models.load; got {type(model).__name__}")
-    if model.card.architecture != architecture:
-        raise SpecError(
-            f"{what} needs a {architecture!r} model; {model.card.name!r} is {model.card.architecture!r}"
-        )
+    if family_of(model.card).kind != kind:
+        wanted = " or ".join(repr(a) for a in of_kind(kind))
+        raise SpecError(f"{what} needs a {wanted} model; {model.card.name!r} is {model.card.architecture!r}")
 
 
 def model_classes(model: LoadedModel) -> list[str]:
@@ -259,7 +260,7 @@ def labels_from_image(
     out-of-range indices and another aspect ratio are ShapeErrors that say
     what would fit.
     """
-    _check_arch(model, "spade", "labels_from_image")
+    _check_kind(model, "synthesize", "labels_from_image")
     classes, palette = model_classes(model), model_palette(model)
     convention = model_label_file(model)
     name = f"label map {source}" if isinstance(source, str | os.PathLike) else "the label map"
@@ -390,7 +391,7 @@ def synthesize(
     random one); models without an encoder are deterministic and ignore it.
     (N, H, W) labels give N images.
     """
-    _check_arch(model, "spade", "synthesize")
+    _check_kind(model, "synthesize", "synthesize")
     generator = model.module
     classes = model_classes(model)
     labels = _as_label_batch(labels)
@@ -424,7 +425,7 @@ def synthesize(
 
 def generate(model: LoadedModel, class_name: str, n: int = 1, seed: int | None = None) -> Tensor:
     """n images of class ``class_name`` from a cgan model -> (n, 3, S, S) in [0, 1]; a seed repeats them."""
-    _check_arch(model, "cgan", "generate")
+    _check_kind(model, "generate", "generate")
     classes = model_classes(model)
     if class_name not in classes:
         raise UnknownClass(

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from stylenorm.errors import SpecError
+from stylenorm.families import family_of, of_kind
 from stylenorm.imageio import input_files, load_image, output_format, save_image
 from stylenorm.models import load
 from stylenorm.repository import MODELS_DIR_HELP
@@ -70,9 +71,10 @@ def run_synthesize(args: argparse.Namespace) -> int:
     if args.seed is not None and args.seed < 0:
         raise SpecError(f"--seed must be ≥ 0; got {args.seed}")
     model = load(args.model, args.models_dir, resolve_device(args.device))
-    if model.card.architecture != "spade":
+    if family_of(model.card).kind != "synthesize":
+        wanted = " or ".join(of_kind("synthesize"))
         raise SpecError(
-            f"stylenorm synthesize needs a spade model; {model.card.name!r} is {model.card.architecture!r}"
+            f"stylenorm synthesize needs a {wanted} model; {model.card.name!r} is {model.card.architecture!r}"
         )
     style = load_image(args.style) if args.style is not None else None
     if style is not None and getattr(model.module, "encoder", None) is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -147,6 +148,16 @@ class AdaINFamily(Family):
             return adain_stylize_tiled(net, content, stats, weights, alpha, masks, False, tile, device)
         masks_dev = None if masks is None else [m.to(device) for m in masks]
         return net.stylize(content.to(device), stats, weights, alpha, masks_dev, False)
+
+    def export_onnx(self, module: nn.Module, path: Path, opset: int, props: dict[str, str]) -> list[Path]:
+        from stylenorm.export import export_adain
+
+        return export_adain(module, path, opset, props)
+
+    def check_onnx(self, module: nn.Module, paths: list[Path], sample: tuple[Tensor, ...]) -> float:
+        from stylenorm.export import check_adain
+
+        return check_adain(module, paths, sample)
 
     @staticmethod
     def _stats(

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import torch
@@ -127,8 +128,13 @@ class Family:
         """The styles of a small request that exercises the model once (names or images)."""
         return []
 
-    def export_spec(self, card: ModelCard) -> dict[str, Any]:
-        """How the ONNX graph is traced (families with ``exportable``); see :mod:`stylenorm.export`."""
+    def export_onnx(self, module: nn.Module, path: Path, opset: int, props: dict[str, str]) -> list[Path]:
+        """Write the ONNX graph(s) of module (a portable copy) at path; returns the files (families with
+        ``exportable``; the graphs are built by :mod:`stylenorm.export`)."""
+        raise SpecError(f"{self.name} models do not export to ONNX")
+
+    def check_onnx(self, module: nn.Module, paths: list[Path], sample: tuple[Tensor, ...]) -> float:
+        """Max abs difference between module and its exported files on sample, under onnxruntime."""
         raise SpecError(f"{self.name} models do not export to ONNX")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 import torch
@@ -59,3 +60,13 @@ class FastFamily(Family):
 
     def run_batch(self, model: LoadedModel, contents: Tensor, rows: list[BatchRow]) -> Tensor:
         return model.module(contents)
+
+    def export_onnx(self, module: nn.Module, path: Path, opset: int, props: dict[str, str]) -> list[Path]:
+        from stylenorm.export import export_transformer
+
+        return export_transformer(module, path, opset, props)
+
+    def check_onnx(self, module: nn.Module, paths: list[Path], sample: tuple[Tensor, ...]) -> float:
+        from stylenorm.export import check_transformer
+
+        return check_transformer(module, paths, sample)

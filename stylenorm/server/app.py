@@ -38,7 +38,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from stylenorm import __version__
 from stylenorm.families import family_of
-from stylenorm.families.base import test_pattern
+from stylenorm.families.base import MAX_STYLES, test_pattern
 from stylenorm.imageio import (
     WEB_FORMATS,
     ImageError,
@@ -85,7 +85,6 @@ from stylenorm.stylize import MIN_SIDE, resize_to
 log = logging.getLogger("stylenorm.server")
 
 STATIC = Path(__file__).resolve().parent / "static"
-MAX_STYLES = 16  # styles (and masks) per request: more is a mistake or an attack, not a use
 WARMUP_SIDE = 256  # the measured warm-up pass: 0.066 MP, above the cost model's smallest sample
 _PAGE_CSP = (
     "default-src 'self'; img-src 'self' blob: data:; style-src 'self'; script-src 'self'; "

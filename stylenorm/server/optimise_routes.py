@@ -19,6 +19,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
+from stylenorm.families.optimise import MAX_OPTIMISE_STYLES
 from stylenorm.imageio import encode_image, resize_mask
 from stylenorm.optimise import OptimiseOptions, StyleLoss
 from stylenorm.server.errors import ApiError
@@ -28,8 +29,6 @@ from stylenorm.server.schemas import MEDIA_TYPES, ImageFormat
 from stylenorm.server.settings import Settings
 from stylenorm.server.uploads import check_weights, decode_mask, decode_upload
 from stylenorm.stylize import MIN_SIDE, resize_to, stylize
-
-MAX_OPTIMISE_STYLES = 8
 
 
 class JobStatus(BaseModel):
