@@ -4,7 +4,7 @@ headers within ``header_timeout_s`` of its first byte (or of opening), or it is 
 uvicorn (0.55) closes idle keep-alive connections but has no read timeout before a request starts: a
 client that connects and sends nothing, or half a header line, held its connection (and a file
 descriptor) for as long as it liked — 300 such connections stayed open 90 s in the overload probe.
-The body is the application's: :class:`~stylenorm.server.app.BodyLimitMiddleware` times out a body
+The body is the application's: :class:`~stylenorm.server.middleware.BodyLimitMiddleware` times out a body
 that stops arriving. ``stylenorm serve`` and the test server run uvicorn with ``http=PROTOCOL``.
 """
 

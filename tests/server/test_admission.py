@@ -203,7 +203,7 @@ def test_the_pixel_budget_bounds_decoded_images_in_flight(models_dir: Path) -> N
 def test_a_request_that_cannot_fit_is_refused_before_it_is_decoded(models_dir: Path, monkeypatch) -> None:
     """With a learned cost that makes any 64×64 image too slow, /v1/stylize answers 503 overloaded and
     never decodes the upload (the refusal costs the server nothing)."""
-    from stylenorm.server import app as app_module
+    from stylenorm.server.routes import stylize as app_module
     from tests.server.conftest import image_bytes, live_server
 
     decoded = []

@@ -10,7 +10,7 @@ own thread, one at a time: the stylize batcher keeps serving meanwhile.
 """
 
 # No `from __future__ import annotations`: FastAPI evaluates the route signatures (their bounds come from
-# the settings in add_optimise_routes' scope).
+# the settings in router()'s scope).
 import math
 from typing import Annotated, Any
 
@@ -27,6 +27,7 @@ from stylenorm.server.jobs import Job, JobRunner
 from stylenorm.server.registry import Registry, ServedModel
 from stylenorm.server.schemas import MEDIA_TYPES, ImageFormat
 from stylenorm.server.settings import Settings
+from stylenorm.server.state import StateDep
 from stylenorm.server.uploads import check_weights, decode_mask, decode_upload
 from stylenorm.stylize import MIN_SIDE, resize_to, stylize
 
@@ -65,22 +66,23 @@ def job_status(job: Job, runner: JobRunner) -> JobStatus:
     )
 
 
-def add_optimise_routes(v1: APIRouter, settings: Settings, registry: Registry, runner: JobRunner) -> None:
-    """Register the optimisation and job routes on the /v1 router."""
+def optimise_model(registry: Registry, name: str | None) -> ServedModel:
+    """The named optimise model, or the only one."""
+    if name:
+        return registry.get(name, "optimise")
+    candidates = registry.of_kind("optimise")
+    if len(candidates) == 1:
+        return candidates[0]
+    if registry.loading:
+        raise ApiError(503, "not_ready", "models are still loading; retry shortly", {"Retry-After": "2"})
+    if not candidates:
+        raise ApiError(404, "no_model", "no optimise model is loaded (stylenorm import optimise makes one)")
+    raise ApiError(422, "invalid_parameters", "name a model: " + ", ".join(m.name for m in candidates))
 
-    def optimise_model(name: str | None) -> ServedModel:
-        if name:
-            return registry.get(name, "optimise")
-        candidates = registry.of_kind("optimise")
-        if len(candidates) == 1:
-            return candidates[0]
-        if registry.loading:
-            raise ApiError(503, "not_ready", "models are still loading; retry shortly", {"Retry-After": "2"})
-        if not candidates:
-            raise ApiError(
-                404, "no_model", "no optimise model is loaded (stylenorm import optimise makes one)"
-            )
-        raise ApiError(422, "invalid_parameters", "name a model: " + ", ".join(m.name for m in candidates))
+
+def router(settings: Settings) -> APIRouter:
+    """The optimisation and job routes (under /v1); their bounds come from the settings."""
+    v1 = APIRouter(prefix="/v1")
 
     @v1.post(
         "/optimise",
@@ -96,6 +98,7 @@ def add_optimise_routes(v1: APIRouter, settings: Settings, registry: Registry, r
         ),
     )
     async def optimise_endpoint(
+        state: StateDep,
         content: Annotated[UploadFile, File(description="the content image (PNG, JPEG or WebP)")],
         style: Annotated[list[UploadFile], File(description="style images (1 or more)")],
         weights: Annotated[list[float] | None, Form(description="one weight per style (mixing)")] = None,
@@ -120,7 +123,7 @@ def add_optimise_routes(v1: APIRouter, settings: Settings, registry: Registry, r
         quality: Annotated[int, Form(ge=1, le=100, description="JPEG/WebP quality")] = 90,
         model: Annotated[str | None, Form(description="an optimise model (default: the only one)")] = None,
     ) -> JSONResponse:
-        served = optimise_model(model)
+        served, runner = optimise_model(state.registry, model), state.jobs
         mask_files = mask or []
         if len(style) > MAX_OPTIMISE_STYLES:
             raise ApiError(422, "invalid_parameters", f"at most {MAX_OPTIMISE_STYLES} styles per job")
@@ -182,8 +185,8 @@ def add_optimise_routes(v1: APIRouter, settings: Settings, registry: Registry, r
         return JSONResponse(status.model_dump(), status_code=202, headers={"Location": status.status_url})
 
     @v1.get("/jobs/{job_id}", response_model=JobStatus, summary="A job's state and progress")
-    async def job_endpoint(job_id: str) -> JobStatus:
-        return job_status(runner.get(job_id), runner)
+    async def job_endpoint(job_id: str, state: StateDep) -> JobStatus:
+        return job_status(state.jobs.get(job_id), state.jobs)
 
     @v1.get(
         "/jobs/{job_id}/result",
@@ -191,8 +194,8 @@ def add_optimise_routes(v1: APIRouter, settings: Settings, registry: Registry, r
         summary="A finished job's image (409 while it runs; its error once failed)",
         responses={200: {"description": "the image", "content": {t: {} for t in MEDIA_TYPES.values()}}},
     )
-    async def job_result(job_id: str) -> Response:
-        job = runner.get(job_id)
+    async def job_result(job_id: str, state: StateDep) -> Response:
+        job = state.jobs.get(job_id)
         if job.state == "done" and job.result is not None:
             return Response(
                 job.result,
@@ -214,8 +217,10 @@ def add_optimise_routes(v1: APIRouter, settings: Settings, registry: Registry, r
         )
 
     @v1.delete("/jobs/{job_id}", status_code=202, response_model=JobStatus, summary="Cancel a job")
-    async def cancel_job(job_id: str) -> JobStatus:
-        return job_status(runner.cancel(job_id), runner)
+    async def cancel_job(job_id: str, state: StateDep) -> JobStatus:
+        return job_status(state.jobs.cancel(job_id), state.jobs)
+
+    return v1
 
 
-__all__ = ["JobStatus", "add_optimise_routes", "job_status"]
+__all__ = ["JobStatus", "job_status", "optimise_model", "router"]
