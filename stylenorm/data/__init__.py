@@ -8,7 +8,7 @@ from stylenorm.data.images import (
     ResumableSampler,
     find_images,
     item_seed,
-    load_image,
+    load_training_image,
 )
 
 __all__ = [
@@ -19,5 +19,5 @@ __all__ = [
     "ResumableSampler",
     "find_images",
     "item_seed",
-    "load_image",
+    "load_training_image",
 ]

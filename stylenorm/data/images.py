@@ -17,7 +17,7 @@
 Transforms follow the anchors: ``center`` = Resize(S) + CenterCrop(S)
 (pytorch/examples fast_neural_style); ``random`` = shorter side to L keeping
 the aspect ratio, then a random S×S crop (AdaIN's training). Images are RGB
-float in [0, 1], (3, S, S); :func:`load_image` gives (1, 3, h, w).
+float in [0, 1], (3, S, S); :func:`load_training_image` gives (1, 3, h, w).
 """
 
 from __future__ import annotations
@@ -119,8 +119,9 @@ def _to_tensor(img: Image.Image) -> Tensor:
     return TF.pil_to_tensor(img).float().div_(255.0)
 
 
-def load_image(path: str | Path, size: int | None = None) -> Tensor:
-    """One image file -> (1, 3, h, w) RGB float in [0, 1]; ``size`` resizes the shorter side (aspect kept)."""
+def load_training_image(path: str | Path, size: int | None = None) -> Tensor:
+    """One training image file (a style, a sample) -> (1, 3, h, w) RGB float in [0, 1]; ``size`` resizes
+    the shorter side (aspect kept). Inference inputs go through :func:`stylenorm.imageio.load_image`."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"image {path} not found")
@@ -222,5 +223,5 @@ __all__ = [
     "ResumableSampler",
     "find_images",
     "item_seed",
-    "load_image",
+    "load_training_image",
 ]

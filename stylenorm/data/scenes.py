@@ -36,8 +36,8 @@ __all__ = [
     "SCENE_CLASSES",
     "SyntheticScenes",
     "colorize",
-    "item_seed",
     "make_scene",
+    "scene_seed",
     "write_scenes",
 ]
 
@@ -288,7 +288,7 @@ def colorize(labels: Tensor, palette: tuple[tuple[int, int, int], ...] = PALETTE
     return out.movedim(-1, -3)
 
 
-def item_seed(seed: int, index: int) -> int:
+def scene_seed(seed: int, index: int) -> int:
     """The seed of item `index` of a scene set with base `seed` (independent streams, no collisions)."""
     return int(np.random.SeedSequence([int(seed), int(index)]).generate_state(1, np.uint64)[0] >> 1)
 
@@ -311,7 +311,7 @@ class SyntheticScenes(Dataset):
         if not -self.n <= index < self.n:
             raise IndexError(f"scene index {index} out of range for {self.n} scenes")
         index %= self.n
-        labels, image = make_scene(self.size, item_seed(self.seed, index))
+        labels, image = make_scene(self.size, scene_seed(self.seed, index))
         return {"label": labels, "image": image, "path": f"scene_{index:05d}"}
 
 

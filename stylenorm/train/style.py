@@ -26,7 +26,7 @@ import torch
 import torchvision.transforms.functional as TF
 from torch import Tensor, nn
 
-from stylenorm.data import DataError, ImageFolder, find_images, load_image
+from stylenorm.data import DataError, ImageFolder, find_images, load_training_image
 from stylenorm.losses import (
     content_loss,
     gram_matrix,
@@ -169,7 +169,7 @@ class _GramRecipe:
         thumbs = []
         with torch.no_grad():
             for path in style_paths:
-                style = load_image(path, cfg.style_size).to(device)
+                style = load_training_image(path, cfg.style_size).to(device)
                 for tap, feat in self.encoder(style, GRAM_TAPS).items():
                     grams[tap].append(gram_matrix(feat))
                 thumbs.append(_thumbnail(style, cfg.image_size))

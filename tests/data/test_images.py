@@ -15,7 +15,7 @@ from stylenorm.data import (
     ImageFolder,
     ResumableSampler,
     find_images,
-    load_image,
+    load_training_image,
 )
 from tests.data.drawing import add_corrupt_files, draw_image, image_folder
 
@@ -119,16 +119,16 @@ def test_sampler_is_seeded_shuffled_resumable_and_sharded() -> None:
     assert len(set(seeds)) == len(seeds)
 
 
-def test_load_image(tmp_path: Path) -> None:
+def test_load_training_image(tmp_path: Path) -> None:
     path = draw_image(tmp_path / "s.png", 30, 20, 0)
-    img = load_image(path)
+    img = load_training_image(path)
     assert img.shape == (1, 3, 20, 30) and float(img.min()) >= 0 and float(img.max()) <= 1
-    assert load_image(path, size=16).shape == (1, 3, 16, 24)
+    assert load_training_image(path, size=16).shape == (1, 3, 16, 24)
     with pytest.raises(DataError, match="not found"):
-        load_image(tmp_path / "missing.png")
+        load_training_image(tmp_path / "missing.png")
     (tmp_path / "bad.png").write_bytes(b"junk")
     with pytest.raises(DataError, match=r"bad\.png"):
-        load_image(tmp_path / "bad.png")
+        load_training_image(tmp_path / "bad.png")
 
 
 def test_linked_folders_are_followed_once_and_hidden_folders_skipped(tmp_path: Path) -> None:

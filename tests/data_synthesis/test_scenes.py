@@ -14,8 +14,8 @@ from stylenorm.data.scenes import (
     SCENE_CLASSES,
     SyntheticScenes,
     colorize,
-    item_seed,
     make_scene,
+    scene_seed,
     write_scenes,
 )
 from stylenorm.data.segmentation import SegmentationDataset
@@ -87,11 +87,11 @@ def test_dataset_items_and_seeds() -> None:
     ds = SyntheticScenes(5, size=32, seed=11)
     assert len(ds) == 5 and ds.num_classes == 6
     item = ds[3]
-    labels, image = make_scene(32, item_seed(11, 3))
+    labels, image = make_scene(32, scene_seed(11, 3))
     assert torch.equal(item["label"], labels) and torch.equal(item["image"], image)
     assert torch.equal(ds[-1]["label"], ds[4]["label"])
     assert not torch.equal(ds[0]["label"], SyntheticScenes(5, size=32, seed=12)[0]["label"])
-    assert len({item_seed(s, i) for s in range(4) for i in range(50)}) == 200
+    assert len({scene_seed(s, i) for s in range(4) for i in range(50)}) == 200
     with pytest.raises(IndexError):
         ds[5]
 
