@@ -12,11 +12,10 @@ from stylenorm.errors import ShapeError, SpecError
 from stylenorm.families.base import (
     MAX_STYLES,
     Capabilities,
-    Family,
     Request,
+    StatisticsFamily,
     check_image,
     check_weights,
-    gallery_or_pattern,
     resolve_names,
 )
 from stylenorm.nets.adain import AdaINNet, StyleStats, coral
@@ -25,7 +24,6 @@ from stylenorm.repository import ModelCard
 from stylenorm.tiling import DEFAULT_TILE, adain_stylize_tiled, tiled_style_stats
 
 if TYPE_CHECKING:
-    from stylenorm.families.base import BatchRow
     from stylenorm.models import LoadedModel
 
 
@@ -50,12 +48,10 @@ def without_random_encoder(module: nn.Module) -> dict[str, Tensor]:
     return state
 
 
-class AdaINFamily(Family):
+class AdaINFamily(StatisticsFamily):
     name = "adain"
     kind = "stylize"
     summary = "arbitrary styles (uploads or the gallery), mixed by weights or masks, alpha"
-    batched = True
-    style_statistics = True
     takes_statistics = True
     exportable = True
 
@@ -79,20 +75,9 @@ class AdaINFamily(Family):
             gallery=True,
         )
 
-    def style_stats(self, model: LoadedModel, image: Tensor) -> StyleStats:
-        mean, std = model.module.style_stats(image)  # type: ignore[operator]
-        return mean.float(), std.float()
-
-    def warmup_styles(self, model: LoadedModel) -> list[str | Tensor]:
-        return gallery_or_pattern(model)
-
-    def run_batch(self, model: LoadedModel, contents: Tensor, rows: list[BatchRow]) -> Tensor:
-        net = model.module
-        assert isinstance(net, AdaINNet)
-        means = torch.cat([r.stats[0] for r in rows if r.stats is not None]).to(contents.device)
-        stds = torch.cat([r.stats[1] for r in rows if r.stats is not None]).to(contents.device)
-        alpha = torch.tensor([r.alpha for r in rows], device=contents.device).view(-1, 1, 1, 1)
-        return net.stylize_batch(contents, (means, stds), alpha)
+    def apply_stats(self, module: nn.Module, contents: Tensor, stats: StyleStats, alpha: Tensor) -> Tensor:
+        assert isinstance(module, AdaINNet)
+        return module.stylize_batch(contents, stats, alpha)
 
     def run(self, model: LoadedModel, request: Request, device: torch.device) -> Tensor:
         net, content, tile = model.module, request.content, request.tile

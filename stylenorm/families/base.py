@@ -138,6 +138,34 @@ class Family:
         raise SpecError(f"{self.name} models do not export to ONNX")
 
 
+class StatisticsFamily(Family):
+    """A family whose styles reduce to per-channel statistics (mean, std) that its module takes
+    (``style_stats(image)``): the server caches them per style and batches requests with per-sample
+    statistics. Subclasses say how a batch applies them (:meth:`apply_stats`)."""
+
+    batched = True
+    style_statistics = True
+
+    def style_stats(self, model: LoadedModel, image: Tensor) -> StyleStats:
+        mean, std = model.module.style_stats(image)  # type: ignore[operator]
+        return mean.float(), std.float()
+
+    def warmup_styles(self, model: LoadedModel) -> list[str | Tensor]:
+        return gallery_or_pattern(model)
+
+    def apply_stats(self, module: nn.Module, contents: Tensor, stats: StyleStats, alpha: Tensor) -> Tensor:
+        """contents (N, 3, H, W) with per-sample statistics, each (N, C), and alpha (N, 1, 1, 1)."""
+        raise NotImplementedError
+
+    def run_batch(self, model: LoadedModel, contents: Tensor, rows: list[BatchRow]) -> Tensor:
+        if any(r.stats is None for r in rows):
+            raise SpecError(f"a {self.name} batch needs each sample's style statistics")
+        means = torch.cat([r.stats[0] for r in rows]).to(contents.device)  # type: ignore[index]
+        stds = torch.cat([r.stats[1] for r in rows]).to(contents.device)  # type: ignore[index]
+        alpha = torch.tensor([r.alpha for r in rows], device=contents.device).view(-1, 1, 1, 1)
+        return self.apply_stats(model.module, contents, (means, stds), alpha)
+
+
 # ----------------------------------------------------------------------------- shared helpers
 
 

@@ -11,27 +11,23 @@ from stylenorm.color import ColorTransfer
 from stylenorm.errors import SpecError
 from stylenorm.families.base import (
     Capabilities,
-    Family,
     Request,
+    StatisticsFamily,
     check_image,
-    gallery_or_pattern,
     refuse,
     resolve_names,
 )
 from stylenorm.repository import ModelCard
 
 if TYPE_CHECKING:
-    from stylenorm.families.base import BatchRow
     from stylenorm.models import LoadedModel
     from stylenorm.nets.adain import StyleStats
 
 
-class ColorFamily(Family):
+class ColorFamily(StatisticsFamily):
     name = "color"
     kind = "stylize"
     summary = "the colours of one style image (no network)"
-    batched = True
-    style_statistics = True
     tiles = False  # pixelwise with global statistics: tiles would change nothing
     float16 = False  # log10 of tiny values
 
@@ -51,20 +47,9 @@ class ColorFamily(Family):
             gallery=True,
         )
 
-    def style_stats(self, model: LoadedModel, image: Tensor) -> StyleStats:
-        mean, std = model.module.style_stats(image)  # type: ignore[operator]
-        return mean.float(), std.float()
-
-    def warmup_styles(self, model: LoadedModel) -> list[str | Tensor]:
-        return gallery_or_pattern(model)
-
-    def run_batch(self, model: LoadedModel, contents: Tensor, rows: list[BatchRow]) -> Tensor:
-        net = model.module
-        assert isinstance(net, ColorTransfer)
-        means = torch.cat([r.stats[0] for r in rows if r.stats is not None]).to(contents.device)
-        stds = torch.cat([r.stats[1] for r in rows if r.stats is not None]).to(contents.device)
-        alpha = torch.tensor([r.alpha for r in rows], device=contents.device).view(-1, 1, 1, 1)
-        return net.transfer_stats(contents, (means, stds), alpha)
+    def apply_stats(self, module: nn.Module, contents: Tensor, stats: StyleStats, alpha: Tensor) -> Tensor:
+        assert isinstance(module, ColorTransfer)
+        return module.transfer_stats(contents, stats, alpha)
 
     def run(self, model: LoadedModel, request: Request, device: torch.device) -> Tensor:
         refuse(
