@@ -52,11 +52,13 @@ from stylenorm.norm.stats import (
 )
 from stylenorm.norm.tools import adapt_batch_norm, convert_norms
 from stylenorm.norm.weight import CosineConv2d, CosineLinear, spectral_norm, weight_norm
+from stylenorm.norm.whitening import BatchWhitening, InstanceWhitening, StyleCovariance, style_covariance
 
 __all__ = [
     "IBN",
     "BatchRenormStats",
     "BatchStats",
+    "BatchWhitening",
     "ChannelAffine",
     "ClassModulation",
     "CosineConv2d",
@@ -71,6 +73,7 @@ __all__ = [
     "GroupStats",
     "IdentityStats",
     "InstanceStats",
+    "InstanceWhitening",
     "Modulation",
     "MomentShortcut",
     "Normalization",
@@ -78,6 +81,7 @@ __all__ = [
     "PositionalNorm",
     "RMSStats",
     "SpatialModulation",
+    "StyleCovariance",
     "StyleStatistics",
     "SwitchableStats",
     "SyncBatchStats",
@@ -94,6 +98,7 @@ __all__ = [
     "norm_entry",
     "parse_spec",
     "spectral_norm",
+    "style_covariance",
     "style_moments",
     "to_sync_batch_norm",
     "weight_norm",

@@ -41,9 +41,14 @@ def as_broadcast(t: Tensor, x: Tensor) -> Tensor:
 
 
 def modulate(x_hat: Tensor, scale: Tensor | None, shift: Tensor | None) -> Tensor:
-    """``x̂ · scale + shift`` in one pass; x̂ (N, C, H, W), scale/shift (C,), (N, C), (N, C, H, W) or None."""
+    """``x̂ · scale + shift`` in one pass; x̂ (N, C, H, W), scale/shift (C,), (N, C), (N, C, H, W) or None;
+    a scale (N, C, C) is a matrix per sample (colouring): ``scale @ x̂ + shift``."""
     if scale is None and shift is None:
         return x_hat
+    if scale is not None and scale.dim() == 3:  # a matrix per sample (N, C, C): colouring, y = scale @ x̂
+        n, c, h, w = x_hat.shape
+        y = (scale @ x_hat.reshape(n, c, h * w).to(scale.dtype)).reshape(n, c, h, w)
+        return (y if shift is None else y + as_broadcast(shift.to(y.dtype), y)).to(x_hat.dtype)
     if scale is None:
         return x_hat + as_broadcast(shift, x_hat)
     if shift is None:

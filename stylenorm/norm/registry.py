@@ -20,6 +20,7 @@ from torch import nn
 from stylenorm.errors import SpecError
 from stylenorm.norm import layers as L
 from stylenorm.norm import stats as S
+from stylenorm.norm import whitening as W
 from stylenorm.norm.base import Normalization
 from stylenorm.norm.modulation import ChannelAffine, EmbeddingAffine, StyleStatistics, VectorAffine
 from stylenorm.norm.spade import ClassModulation, SpatialModulation
@@ -238,6 +239,27 @@ def _switch_stats(c: int, args: list[str], spec: str, **o: Any) -> nn.Module:
     return S.SwitchableStats(c, **o)
 
 
+@_stats("zca", "zca:G", "Decorrelated BN statistics: ZCA whitening over (N, H, W) per group of G channels "
+        "(eigendecomposition; default G 16), running mean and whitening matrix", ("eps", "momentum"),
+        max_args=1)
+def _zca_stats(c: int, args: list[str], spec: str, **o: Any) -> nn.Module:
+    return W.BatchWhitening(c, _one_int(spec, args, "the group size", min(16, c)), method="eigh", **o)
+
+
+@_stats("iternorm", "iternorm:G", "IterNorm statistics: whitening over (N, H, W) per group of G channels by "
+        "Newton–Schulz iterations (default G 64, iterations=5; no eigendecomposition)",
+        ("eps", "momentum", "iterations"), max_args=1)
+def _iternorm_stats(c: int, args: list[str], spec: str, **o: Any) -> nn.Module:
+    return W.BatchWhitening(c, _one_int(spec, args, "the group size", min(64, c)), method="newton", **o)
+
+
+@_stats("instance_whiten", "instance_whiten:G", "whitening per sample over (H, W), groups of G channels "
+        "(default: all; WCT's): Newton–Schulz, or method='eigh' exact", ("eps", "method", "iterations"),
+        max_args=1)
+def _instance_whiten_stats(c: int, args: list[str], spec: str, **o: Any) -> nn.Module:
+    return W.InstanceWhitening(c, _one_int(spec, args, "the group size", c), **o)
+
+
 # ----------------------------------------------------------------------------- layers
 
 
@@ -273,6 +295,9 @@ _affine_layer("cross_iter_batch", True, "Cross-Iteration BatchNorm / CmBN over k
 _affine_layer("instance", False, "InstanceNorm (affine off by default, as torch)")
 _affine_layer("layer", True, "LayerNorm over (C, H, W) with per-channel affine (= group:1)")
 _affine_layer("group", True, "GroupNorm (torch.nn.GroupNorm compatible)")
+_affine_layer("zca", True, "Decorrelated BatchNorm (ZCA whitening, eigh) with per-channel affine")
+_affine_layer("iternorm", True, "IterNorm (Newton–Schulz whitening) with per-channel affine")
+_affine_layer("instance_whiten", False, "instance whitening (affine off by default, like instance)")
 _affine_layer("switchable", True, "Switchable Normalization")
 
 
@@ -357,6 +382,17 @@ def _cbn(c: int, args: list[str], spec: str, **o: Any) -> nn.Module:
 def _adain(c: int, args: list[str], spec: str, eps: float = 1e-5, unbiased: bool = False) -> nn.Module:
     return Normalization(
         S.InstanceStats(c, eps, unbiased=unbiased), StyleStatistics(c, eps, unbiased), num_features=c
+    )
+
+
+@_norm("wct", "wct", "whitening and colouring (WCT): the content whitened per sample, coloured with the "
+       "style's mean and covariance", ("eps", "method", "iterations"), conditional=True)
+def _wct(c: int, args: list[str], spec: str, eps: float = 1e-5, method: str = "newton",
+         iterations: int = 30) -> nn.Module:
+    return Normalization(
+        W.InstanceWhitening(c, c, eps, method, iterations),  # type: ignore[arg-type]
+        W.StyleCovariance(c, eps, method, iterations),  # type: ignore[arg-type]
+        num_features=c,
     )
 
 
