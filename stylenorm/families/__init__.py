@@ -14,6 +14,7 @@ from stylenorm.families.fast import FastFamily
 from stylenorm.families.multistyle import MultistyleFamily
 from stylenorm.families.optimise import OptimiseFamily
 from stylenorm.families.spade import SpadeFamily
+from stylenorm.families.wct import WCTFamily
 from stylenorm.repository import ModelCard, ModelError
 
 FAMILIES: dict[str, Family] = {}
@@ -57,6 +58,7 @@ register(MultistyleFamily())
 register(AdaINFamily())
 register(OptimiseFamily())
 register(ColorFamily())
+register(WCTFamily())
 register(SpadeFamily())
 register(CganFamily())
 

@@ -29,10 +29,29 @@ def crop_margin(y: Tensor, margin: int, size: tuple[int, int]) -> Tensor:
     return y[:, :, margin : margin + size[0], margin : margin + size[1]]
 
 
+def pad_mirrored(x: Tensor, margin: int, multiple: int) -> tuple[Tensor, int, int]:
+    """x mirrored by ``margin`` on every side, then at the bottom/right to a multiple of ``multiple``
+    -> (padded, H, W); :func:`crop_margin` takes the (H, W) picture back out (replicated instead of
+    mirrored where a side is too short to mirror)."""
+    h, w = x.shape[2:]
+    m = margin
+    ph, pw = (-(h + 2 * m)) % multiple, (-(w + 2 * m)) % multiple
+    if m or ph or pw:
+        mode = "reflect" if min(h, w) > m + max(ph, pw) else "replicate"
+        x = F.pad(x, (m, m + pw, m, m + ph), mode=mode)
+    return x, h, w
+
+
 def decoder_for(encoder: VGGEncoder) -> nn.Sequential:
     """The decoder mirroring ``encoder`` (reflection pad + conv + ReLU, nearest upsampling)."""
-    convs = [n for n in layer_names(encoder.depth) if n.startswith("conv")]
-    convs = convs[: convs.index("conv" + encoder.last[4:]) + 1]
+    return mirrored_decoder(encoder.depth, encoder.last)
+
+
+def mirrored_decoder(depth: int, last: str) -> nn.Sequential:
+    """The decoder mirroring a VGG-``depth`` cut at ``last`` (reflection pad + conv + ReLU, nearest
+    upsampling)."""
+    convs = [n for n in layer_names(depth) if n.startswith("conv")]
+    convs = convs[: convs.index("conv" + last[4:]) + 1]
     widths = {n: (64, 128, 256, 512, 512)[int(n[4]) - 1] for n in convs}
     layers: list[nn.Module] = []
     for i in range(len(convs) - 1, -1, -1):
@@ -106,13 +125,7 @@ class AdaINNet(nn.Module):
     def _pad(self, x: Tensor) -> tuple[Tensor, int, int]:
         """x mirrored by ``margin`` on every side, then at the bottom/right to a multiple of the encoder's
         stride -> (padded, H, W); :meth:`decode` with size (H, W) crops the picture back out."""
-        h, w = x.shape[2:]
-        m = self.margin
-        ph, pw = (-(h + 2 * m)) % self.multiple, (-(w + 2 * m)) % self.multiple
-        if m or ph or pw:
-            mode = "reflect" if min(h, w) > m + max(ph, pw) else "replicate"
-            x = F.pad(x, (m, m + pw, m, m + ph), mode=mode)
-        return x, h, w
+        return pad_mirrored(x, self.margin, self.multiple)
 
     def decode(self, features: Tensor, size: tuple[int, int] | None = None) -> Tensor:
         """Features -> image (N, 3, H, W); with size (from :meth:`_pad`), the picture without the margin."""

@@ -17,10 +17,12 @@ _EXPORTS = {
     "stylenorm.train.checkpoint": ("Checkpoint", "CheckpointError", "load_checkpoint", "save_checkpoint"),
     "stylenorm.train.config": (
         "RECIPE_CONFIGS", "AdaINConfig", "ConfigError", "FastConfig", "MultistyleConfig", "TrainConfig",
-        "make_config",
+        "WCTConfig", "make_config",
     ),
     "stylenorm.train.engine": ("Recipe", "TrainResult", "TrainingError", "train"),
-    "stylenorm.train.style": ("RECIPES", "AdaINRecipe", "FastRecipe", "MultistyleRecipe", "build_recipe"),
+    "stylenorm.train.style": (
+        "RECIPES", "AdaINRecipe", "FastRecipe", "MultistyleRecipe", "WCTRecipe", "build_recipe",
+    ),
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 __all__ = sorted(_WHERE)

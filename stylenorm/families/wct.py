@@ -1,0 +1,79 @@
+"""``wct``: universal style transfer by whitening and colouring (Li et al. 2017): any style, no style
+training, decoders that only invert the encoder; SVD-free (Newton–Schulz) by default."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+from torch import Tensor, nn
+
+from stylenorm.errors import SpecError
+from stylenorm.families.adain import encoder_from, without_random_encoder
+from stylenorm.families.base import (
+    MAX_STYLES,
+    Capabilities,
+    Family,
+    Request,
+    check_image,
+    check_weights,
+    gallery_or_pattern,
+    preserve_colors,
+    refuse,
+    resolve_names,
+)
+from stylenorm.nets.wct import LEVELS, WCTNet
+from stylenorm.repository import ModelCard
+
+if TYPE_CHECKING:
+    from stylenorm.models import LoadedModel
+
+
+class WCTFamily(Family):
+    name = "wct"
+    kind = "stylize"
+    summary = "arbitrary styles by whitening and colouring (WCT): uploads or the gallery, weights, alpha"
+    tiles = False  # the whitening takes the statistics of the whole image
+
+    def build(self, card: ModelCard) -> nn.Module:
+        args = card.arguments
+        return WCTNet(
+            encoder_from(args),
+            args.get("levels", LEVELS),
+            eps=args.get("eps", 1e-5),
+            method=args.get("method", "newton"),
+            iterations=args.get("iterations", 30),
+        )
+
+    def weights_to_save(self, card: ModelCard, module: nn.Module) -> dict[str, Tensor]:
+        return without_random_encoder(module)
+
+    def capabilities(self, card: ModelCard) -> Capabilities:
+        return Capabilities(
+            named_styles=bool(card.styles),
+            uploaded_styles=True,
+            max_styles=MAX_STYLES,
+            min_styles=1,
+            weights=True,
+            alpha=True,
+            preserve_color=True,
+            masks=False,
+            gallery=True,
+        )
+
+    def warmup_styles(self, model: LoadedModel) -> list[str | Tensor]:
+        return gallery_or_pattern(model)
+
+    def run(self, model: LoadedModel, request: Request, device: torch.device) -> Tensor:
+        net, content = model.module, request.content
+        assert isinstance(net, WCTNet)
+        refuse(self.name, masks=request.masks, tile=request.tile)
+        styles = [
+            check_image(s, f"style image {i + 1}") for i, s in enumerate(resolve_names(model, request.styles))
+        ]
+        if not styles:
+            raise SpecError(f"wct model {model.card.name!r} needs at least one style image")
+        weights = check_weights(request.weights, len(styles))
+        out = net.stylize(content.to(device), [s.to(device) for s in styles], weights, request.alpha)
+        out = out.to(content.device)
+        return preserve_colors(out.float().clamp(0, 1), content) if request.preserve_color else out
