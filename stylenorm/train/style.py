@@ -334,6 +334,26 @@ class MultistyleRecipe(_GramRecipe):
         return f"Multi-style transfer (Dumoulin et al. 2017, {self.config.norm}) with {len(styles)} styles."
 
 
+def arbitrary_style_card(
+    cfg: AdaINConfig | WCTConfig,
+    architecture: str,
+    encoder: VGGEncoder,
+    arguments: dict[str, Any],
+    description: str,
+) -> ModelCard:
+    """The card of an arbitrary-style model (adain, wct): its encoder spec beside its own arguments, no
+    style names (any style image)."""
+    spec = {"fmt": encoder.fmt, "depth": encoder.depth, "last": encoder.last, "seed": cfg.encoder_seed}
+    return ModelCard(
+        name=cfg.model_name,
+        architecture=architecture,
+        arguments={"encoder": spec, **arguments},
+        styles=[],
+        contract={"input": _IMAGE_CONTRACT, "output": "same", "style": f"style image, {_IMAGE_CONTRACT}"},
+        description=cfg.description or description,
+    )
+
+
 class AdaINRecipe:
     """Huang & Belongie: the decoder learns to invert AdaIN(enc(content), enc(style))."""
 
@@ -416,20 +436,11 @@ class AdaINRecipe:
     def card(self) -> ModelCard:
         """An ``adain`` card: encoder spec and eps (arbitrary styles, so no style names)."""
         cfg, encoder = self.config, self.model.encoder
-        spec = {"fmt": encoder.fmt, "depth": encoder.depth, "last": encoder.last, "seed": cfg.encoder_seed}
         description = (
             f"Arbitrary style transfer (AdaIN, Huang & Belongie 2017), VGG-{encoder.depth} {cfg.encoder} "
-            "encoder "
-            f"cut at {self.last}."
+            f"encoder cut at {self.last}."
         )
-        return ModelCard(
-            name=cfg.model_name,
-            architecture="adain",
-            arguments={"encoder": spec, "eps": cfg.eps},
-            styles=[],
-            contract={"input": _IMAGE_CONTRACT, "output": "same", "style": f"style image, {_IMAGE_CONTRACT}"},
-            description=cfg.description or description,
-        )
+        return arbitrary_style_card(cfg, "adain", encoder, {"eps": cfg.eps}, description)
 
     def provenance(self) -> dict[str, Any]:
         """Encoder and both datasets."""
@@ -493,19 +504,12 @@ class WCTRecipe:
     def card(self) -> ModelCard:
         """A ``wct`` card: the encoder spec, the levels, eps."""
         cfg, encoder = self.config, self.model.encoder
-        spec = {"fmt": encoder.fmt, "depth": encoder.depth, "last": encoder.last, "seed": cfg.encoder_seed}
         description = (
             f"Arbitrary style transfer by whitening and colouring (WCT, Li et al. 2017), VGG-{encoder.depth} "
             f"{cfg.encoder} encoder, decoders at {', '.join(self.levels)}."
         )
-        return ModelCard(
-            name=cfg.model_name,
-            architecture="wct",
-            arguments={"encoder": spec, "levels": list(self.levels), "eps": cfg.eps},
-            styles=[],
-            contract={"input": _IMAGE_CONTRACT, "output": "same", "style": f"style image, {_IMAGE_CONTRACT}"},
-            description=cfg.description or description,
-        )
+        arguments = {"levels": list(self.levels), "eps": cfg.eps}
+        return arbitrary_style_card(cfg, "wct", encoder, arguments, description)
 
     def provenance(self) -> dict[str, Any]:
         """Encoder, levels and the data."""
