@@ -42,6 +42,13 @@ $SN train adain --content data/open/content/train --style data/open/style/train 
     --batch-size 2 --steps "${ADAIN_STEPS:-3000}" --loss-balance start --content-weight 1 --style-weight 1 \
     --identity-weight 5 --workers 0 --sample-every 100 --checkpoint-every 100
 
+# ---- WCT (Li et al. 2017): no style training at all — decoders that invert the hed VGG-16 at relu1_1 …
+#      relu4_1 (pixel + feature reconstruction, all levels in one run); styles come at inference by
+#      whitening and colouring. The shipped wct model is this run.
+$SN train wct --content data/open/content/train --out "$STAGE/wct" --run-dir "$STAGE/runs/wct" --name wct \
+    --encoder hed --image-size 128 --load-size 192 --batch-size 4 --steps "${WCT_STEPS:-2000}" --lr 1e-3 \
+    --workers 0 --sample-every 100 --checkpoint-every 100
+
 # ---- multi-style (CIN): first a content-only net (it learns to keep the photo), then the eight styles
 #      from it (--init-from copies its norm affine into every style row), balanced terms, lr warm-up
 $SN train fast --content data/open/content/train --style data/open/eight-styles/elephants.png \

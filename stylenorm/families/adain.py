@@ -10,10 +10,10 @@ from torch import Tensor, nn
 
 from stylenorm.errors import ShapeError, SpecError
 from stylenorm.families.base import (
-    MAX_STYLES,
     Capabilities,
     Request,
     StatisticsFamily,
+    any_style,
     check_image,
     check_weights,
     resolve_names,
@@ -63,17 +63,7 @@ class AdaINFamily(StatisticsFamily):
         return without_random_encoder(module)
 
     def capabilities(self, card: ModelCard) -> Capabilities:
-        return Capabilities(
-            named_styles=bool(card.styles),
-            uploaded_styles=True,
-            max_styles=MAX_STYLES,
-            min_styles=1,
-            weights=True,
-            alpha=True,
-            preserve_color=True,
-            masks=True,
-            gallery=True,
-        )
+        return any_style(card, alpha=True, masks=True)
 
     def apply_stats(self, module: nn.Module, contents: Tensor, stats: StyleStats, alpha: Tensor) -> Tensor:
         assert isinstance(module, AdaINNet)

@@ -55,6 +55,22 @@ class Capabilities:
     gallery: bool = False  # named styles are the model folder's styles/<name>.png images
 
 
+def any_style(card: ModelCard, *, max_styles: int = MAX_STYLES, alpha: bool, masks: bool) -> Capabilities:
+    """The capabilities of a family that takes any style image (adain, wct, optimise): uploads and the
+    gallery's names, mixing weights, colour preservation; alpha and masks as the family can."""
+    return Capabilities(
+        named_styles=bool(card.styles),
+        uploaded_styles=True,
+        max_styles=max_styles,
+        min_styles=1,
+        weights=True,
+        alpha=alpha,
+        preserve_color=True,
+        masks=masks,
+        gallery=True,
+    )
+
+
 @dataclass
 class Request:
     """One stylize request in library terms, checked against the family's capabilities by its run."""

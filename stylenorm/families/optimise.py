@@ -14,6 +14,7 @@ from stylenorm.families.base import (
     Capabilities,
     Family,
     Request,
+    any_style,
     check_image,
     check_weights,
     preserve_colors,
@@ -44,17 +45,7 @@ class OptimiseFamily(Family):
         return without_random_encoder(module)
 
     def capabilities(self, card: ModelCard) -> Capabilities:
-        return Capabilities(
-            named_styles=bool(card.styles),
-            uploaded_styles=True,
-            max_styles=MAX_OPTIMISE_STYLES,
-            min_styles=1,
-            weights=True,
-            alpha=False,
-            preserve_color=True,
-            masks=True,
-            gallery=True,
-        )
+        return any_style(card, max_styles=MAX_OPTIMISE_STYLES, alpha=False, masks=True)
 
     def run(self, model: LoadedModel, request: Request, device: torch.device) -> Tensor:
         from stylenorm.optimise import OptimisationModel, optimise

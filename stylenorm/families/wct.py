@@ -11,10 +11,10 @@ from torch import Tensor, nn
 from stylenorm.errors import SpecError
 from stylenorm.families.adain import encoder_from, without_random_encoder
 from stylenorm.families.base import (
-    MAX_STYLES,
     Capabilities,
     Family,
     Request,
+    any_style,
     check_image,
     check_weights,
     gallery_or_pattern,
@@ -49,17 +49,7 @@ class WCTFamily(Family):
         return without_random_encoder(module)
 
     def capabilities(self, card: ModelCard) -> Capabilities:
-        return Capabilities(
-            named_styles=bool(card.styles),
-            uploaded_styles=True,
-            max_styles=MAX_STYLES,
-            min_styles=1,
-            weights=True,
-            alpha=True,
-            preserve_color=True,
-            masks=False,
-            gallery=True,
-        )
+        return any_style(card, alpha=True, masks=False)
 
     def warmup_styles(self, model: LoadedModel) -> list[str | Tensor]:
         return gallery_or_pattern(model)
