@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 
 _SAMPLE_BATCH = 2  # torch.export specializes dimensions of size 0 and 1
 _SAMPLE_SIZE = 64
+_WCT_SAMPLE = 256  # WCT: relu4_1 maps of 32×32 ≥ its 512 channels
 _MIN_OPSET = 18  # the dynamo exporter's lowest; its down-conversion fails on Pad
 
 
@@ -126,16 +127,20 @@ def _export_graph(
     inputs: dict[str, dict[int, str]],
     outputs: dict[str, dict[int, str]],
     opset: int,
+    dynamic_shapes: Any = None,
 ) -> str:
-    """Write one graph to path; returns the exporter that worked ("dynamo" or "torchscript")."""
+    """Write one graph to path; returns the exporter that worked ("dynamo" or "torchscript").
+
+    ``dynamic_shapes``: for a forward with ``*args`` (whose names torch.export cannot match), the
+    dynamic axes in positional form; default: ``inputs`` by name."""
     module.eval()
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the exporters warn about internals nobody here can act on
         try:
             torch.onnx.export(
                 module, args, str(path), input_names=list(inputs), output_names=list(outputs),
-                opset_version=opset, dynamo=True, dynamic_shapes=inputs, external_data=False,
-                verbose=False,
+                opset_version=opset, dynamo=True, dynamic_shapes=dynamic_shapes or inputs,
+                external_data=False, verbose=False,
             )
             return "dynamo"
         except Exception as exc:  # the exporter raises many unrelated types
@@ -280,6 +285,107 @@ def export_adain(module: nn.Module, path: Path, opset: int, props: dict[str, str
     _tag(encoder_path, {**props, "stylenorm.exporter": used_enc, "stylenorm.part": "encoder"})
     _tag(path, {**props, "stylenorm.exporter": used_dec, "stylenorm.part": "decoder"})
     return [path, encoder_path]
+
+
+class _WCTStyleGraph(nn.Module):
+    """style (1, 3, h, w) -> per level, shallow to deep: mean (1, C) and Σ^{1/2} (1, C, C)."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, style: Tensor) -> tuple[Tensor, ...]:
+        stats = self.net.style_stats(style)
+        return tuple(t for level in self.net.levels for t in stats[level])
+
+
+class _WCTGraph(nn.Module):
+    """image (N, 3, H, W) (mirrored and padded by the client), alpha (1,), then the style graph's
+    outputs -> the stylized (N, 3, H, W)."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, image: Tensor, alpha: Tensor, *stats: Tensor) -> Tensor:
+        net, x = self.net, image
+        by_level = {level: (stats[2 * i], stats[2 * i + 1]) for i, level in enumerate(net.levels)}
+        for level in reversed(net.levels):
+            feat = net.encoder(x, (level,))[level]
+            t = net.transfer(feat, [by_level[level]], [1.0])
+            x = net.decoders.by_level[level](alpha * t + (1 - alpha) * feat)
+        return x
+
+
+def _wct_names(levels: tuple[str, ...]) -> list[str]:
+    return [f"{kind}_{level}" for level in levels for kind in ("mean", "root")]
+
+
+def export_wct(module: nn.Module, path: Path, opset: int, props: dict[str, str]) -> list[Path]:
+    """A WCTNet: ``path`` stylizes, ``<stem>.style.onnx`` summarises a style; the client mirrors the
+    content by ``margin`` and pads it to a multiple of ``multiple`` (both in the metadata), runs the
+    style graph, then the main graph with alpha, and crops the picture back out
+    (:func:`wct_onnx_stylize`). No SVD or eigendecomposition: Newton–Schulz matmuls."""
+    from stylenorm.nets.wct import MARGIN
+
+    g = torch.Generator().manual_seed(0)
+    # the whitening needs at least C elements per map: 512 at relu4_1, so 32×32 there (256 px)
+    image = torch.rand(_SAMPLE_BATCH, 3, _WCT_SAMPLE, _WCT_SAMPLE, generator=g)
+    style = torch.rand(1, 3, _WCT_SAMPLE + 8, _WCT_SAMPLE, generator=g)
+    names = _wct_names(module.levels)
+    style_path = path.with_name(f"{path.stem}.style.onnx")
+    style_axes = {"style": {2: "style_height", 3: "style_width"}}
+    used_style = _export_graph(
+        _WCTStyleGraph(module), (style,), style_path, style_axes, {n: {} for n in names}, opset
+    )
+    with torch.no_grad():
+        stats = _WCTStyleGraph(module)(style)
+    inputs = {"image": _AXES, "alpha": {}, **{n: {} for n in names}}
+    args = (image, torch.ones(1), *stats)
+    positional = (_AXES, {}, tuple({} for _ in names))  # the stats are *args
+    used = _export_graph(_WCTGraph(module), args, path, inputs, {"stylized": _AXES}, opset, positional)
+    layout = {"levels": list(module.levels), "multiple": module.multiple, "margin": MARGIN}
+    props["stylenorm.wct"] = json.dumps(layout)
+    _tag(style_path, {**props, "stylenorm.exporter": used_style, "stylenorm.part": "style"})
+    _tag(path, {**props, "stylenorm.exporter": used, "stylenorm.part": "stylize"})
+    return [path, style_path]
+
+
+def wct_onnx_stylize(
+    paths: list[Path], content: np.ndarray, style: np.ndarray, alpha: float = 1.0, multiple: int = 8,
+    margin: int = 16, sessions: dict[str, Any] | None = None,
+) -> np.ndarray:
+    """WCT run on the exported graphs: content (N, 3, H, W), one style (1, 3, h, w) -> (N, 3, H, W)."""
+    sessions = sessions or _sessions(paths)
+    if "image" not in sessions or "style" not in sessions:
+        raise SpecError("need the WCT graph (input 'image') and its style graph (input 'style')")
+    h, w = content.shape[2:]
+    ph, pw = (-(h + 2 * margin)) % multiple, (-(w + 2 * margin)) % multiple
+    mode = "reflect" if min(h, w) > margin + max(ph, pw) else "edge"
+    padded = np.pad(content, ((0, 0), (0, 0), (margin, margin + ph), (margin, margin + pw)), mode=mode)
+    style_session, main = sessions["style"], sessions["image"]
+    stats = style_session.run(None, {"style": style.astype(np.float32)})
+    feeds = {"image": padded.astype(np.float32), "alpha": np.array([alpha], dtype=np.float32)}
+    feeds |= {o.name: t for o, t in zip(style_session.get_outputs(), stats, strict=True)}
+    out = main.run(None, feeds)[0]
+    return out[:, :, margin : margin + h, margin : margin + w]
+
+
+def check_wct(module: nn.Module, paths: list[Path], parts: tuple[Tensor, ...]) -> float:
+    """Max abs difference between the exported WCT recipe (:func:`wct_onnx_stylize`) and
+    ``module.stylize`` for each sample of parts[0] with the style parts[1] (default: a fixed noise);
+    a content too small to whiten at relu4_1 is replaced by a 256×280 noise image."""
+    from stylenorm.nets.wct import MARGIN
+
+    sessions = _sessions(paths)
+    g = torch.Generator().manual_seed(1)
+    x = parts[0].detach().float().cpu()
+    if x.shape[2] * x.shape[3] < _WCT_SAMPLE**2:  # too small to whiten 512 channels at relu4_1
+        x = torch.rand(x.shape[0], 3, _WCT_SAMPLE, _WCT_SAMPLE + 24, generator=g)
+    style = parts[1].detach().float().cpu() if len(parts) > 1 else torch.rand(1, 3, 40, 36, generator=g)
+    out = wct_onnx_stylize(paths, x.numpy(), style.numpy(), 0.8, module.multiple, MARGIN, sessions)
+    ref = torch.cat([module.stylize(x[i : i + 1], [style], alpha=0.8) for i in range(x.shape[0])])
+    return _diff(out, ref)
 
 
 def _sessions(paths: list[Path]) -> dict[str, Any]:

@@ -113,6 +113,7 @@ class Family:
     takes_statistics: ClassVar[bool] = False  # run() accepts cached (mean, std) in place of an image
     tiles: ClassVar[bool] = True  # large contents run in exact tiles (False: pixelwise, needs none)
     exportable: ClassVar[bool] = False  # stylenorm export writes ONNX for it
+    onnx_tolerance: ClassVar[float] = 1e-3  # max abs difference its ONNX check accepts (images in [0, 1])
     needs_gradients: ClassVar[bool] = False  # run() optimises: no torch.inference_mode around it
     float16: ClassVar[bool] = True  # may run under float16 autocast on a GPU
 

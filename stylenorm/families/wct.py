@@ -3,6 +3,7 @@ training, decoders that only invert the encoder; SVD-free (Newton–Schulz) by d
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
@@ -34,6 +35,9 @@ class WCTFamily(Family):
     kind = "stylize"
     summary = "arbitrary styles by whitening and colouring (WCT): uploads or the gallery, weights, alpha"
     tiles = False  # the whitening takes the statistics of the whole image
+    exportable = True
+    # Newton–Schulz in float32 amplifies the runtimes' different rounding along Σ's small eigenvalues
+    onnx_tolerance = 1e-2
 
     def build(self, card: ModelCard) -> nn.Module:
         args = card.arguments
@@ -67,3 +71,13 @@ class WCTFamily(Family):
         out = net.stylize(content.to(device), [s.to(device) for s in styles], weights, request.alpha)
         out = out.to(content.device)
         return preserve_colors(out.float().clamp(0, 1), content) if request.preserve_color else out
+
+    def export_onnx(self, module: nn.Module, path: Path, opset: int, props: dict[str, str]) -> list[Path]:
+        from stylenorm.export import export_wct
+
+        return export_wct(module, path, opset, props)
+
+    def check_onnx(self, module: nn.Module, paths: list[Path], sample: tuple[Tensor, ...]) -> float:
+        from stylenorm.export import check_wct
+
+        return check_wct(module, paths, sample)

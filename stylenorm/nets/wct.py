@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from stylenorm.errors import ShapeError
 from stylenorm.nets.adain import crop_margin, mirrored_decoder, pad_mirrored
 from stylenorm.nets.vgg import VGGEncoder
-from stylenorm.norm.whitening import InstanceWhitening, Method, covariance, sqrt_and_inverse_sqrt
+from stylenorm.norm.whitening import Method, covariance, sqrt_and_inverse_sqrt, whiten_instances
 
 LEVELS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1")
 MARGIN = 16  # pixels mirrored around the content against a border fringe (a multiple of the stride 8)
@@ -76,10 +76,7 @@ class WCTNet(nn.Module):
 
     def transfer(self, feat: Tensor, styles: list[tuple[Tensor, Tensor]], mix: list[float]) -> Tensor:
         """Whitened content features coloured with each style, blended by mix (summing to 1)."""
-        whitened = InstanceWhitening(
-            feat.shape[1], eps=self.eps, method=self.method, iterations=self.iterations
-        )
-        white = whitened.whiten(feat)
+        white = whiten_instances(feat, int(feat.shape[1]), self.eps, self.method, self.iterations)
         n, c, h, w = white.shape
         flat = white.reshape(n, c, h * w)
         flat = flat.double() if flat.dtype == torch.float64 else flat.float()

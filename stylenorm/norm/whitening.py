@@ -113,6 +113,21 @@ def _check_method(method: str, iterations: int, who: str) -> None:
         raise SpecError(f"{who}: iterations must be a positive integer; got {iterations!r}")
 
 
+def whiten_instances(x: Tensor, group_size: int, eps: float, method: Method, iterations: int) -> Tensor:
+    """x (N, C, H, W) -> Σ^{-1/2}(x − μ) per sample and group of ``group_size`` channels, over (H, W)."""
+    n, c, h, w = x.shape
+    if h * w < group_size:
+        raise ShapeError(
+            f"instance whitening of groups of {group_size} channels needs at least that many "
+            f"elements per map; got {h}×{w} = {h * w}: use a larger image or smaller groups"
+        )
+    xg = x.reshape(n, c // group_size, group_size, h * w)
+    with _exact(x):
+        mean, sigma = covariance(xg, eps)
+        wm = inverse_sqrt(sigma, method, iterations)
+        return (wm @ (xg.to(wm.dtype) - mean)).reshape(n, c, h, w).to(x.dtype)
+
+
 class InstanceWhitening(nn.Module):
     """Per sample and channel group over (H, W): x̂ = Σ^{-1/2}(x − μ); then ``scale``/``shift``.
 
@@ -136,17 +151,7 @@ class InstanceWhitening(nn.Module):
 
     def whiten(self, x: Tensor) -> Tensor:
         """x (N, C, H, W) -> x̂ (N, C, H, W), whitened per sample and group."""
-        n, c, h, w = x.shape
-        if h * w < self.group_size:
-            raise ShapeError(
-                f"instance whitening of groups of {self.group_size} channels needs at least that many "
-                f"elements per map; got {h}×{w} = {h * w}: use a larger image or smaller groups"
-            )
-        xg = x.reshape(n, self.groups, self.group_size, h * w)
-        with _exact(x):
-            mean, sigma = covariance(xg, self.eps)
-            wm = inverse_sqrt(sigma, self.method, self.iterations)
-            return (wm @ (xg.to(wm.dtype) - mean)).reshape(n, c, h, w).to(x.dtype)
+        return whiten_instances(x, self.group_size, self.eps, self.method, self.iterations)
 
     def forward(self, x: Tensor, scale: Tensor | None = None, shift: Tensor | None = None) -> Tensor:
         return modulate(self.whiten(x), scale, shift)

@@ -120,3 +120,28 @@ def test_a_wct_model_stylizes_through_the_library_and_the_server(content: Path, 
         assert r.status_code == 200, r.text
         options = server.client.get("/v1/models/wct").json()["options"]
         assert options["uploaded_styles"] and options["alpha"] and not options["masks"]
+
+
+@pytest.mark.slow
+def test_the_wct_model_exports_to_onnx_and_passes_the_onnxruntime_check(
+    content: Path, tmp_path: Path
+) -> None:
+    """Two graphs (style statistics; the cascade), no SVD or eigendecomposition in either, and the
+    client-side recipe (mirror, pad, run, crop) within the family's stated tolerance."""
+    onnx = pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    from stylenorm.export import check_onnx, export_onnx
+    from stylenorm.families import family_of
+
+    train(make_config("wct", settings(content, tmp_path / "wct", steps=1)), build_recipe)
+    model = models.load(tmp_path / "wct")
+    paths = export_onnx(model, tmp_path / "onnx" / "wct.onnx")
+    assert [p.name for p in paths] == ["wct.onnx", "wct.style.onnx"]
+    for path in paths:
+        ops = {node.op_type for node in onnx.load(str(path)).graph.node}
+        assert not ops & {"Eig", "Eigh", "SVD", "Svd"}, ops
+    g = torch.Generator().manual_seed(4)
+    worst = check_onnx(
+        model, paths, (torch.rand(2, 3, 60, 72, generator=g), torch.rand(1, 3, 50, 40, generator=g))
+    )
+    assert worst <= family_of(model.card).onnx_tolerance, worst
