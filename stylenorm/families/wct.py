@@ -53,7 +53,7 @@ class WCTFamily(Family):
         return without_random_encoder(module)
 
     def capabilities(self, card: ModelCard) -> Capabilities:
-        return any_style(card, alpha=True, masks=False)
+        return any_style(card, alpha=True, masks=True)
 
     def warmup_styles(self, model: LoadedModel) -> list[str | Tensor]:
         return gallery_or_pattern(model)
@@ -61,14 +61,23 @@ class WCTFamily(Family):
     def run(self, model: LoadedModel, request: Request, device: torch.device) -> Tensor:
         net, content = model.module, request.content
         assert isinstance(net, WCTNet)
-        refuse(self.name, masks=request.masks, tile=request.tile)
+        refuse(self.name, tile=request.tile)
         styles = [
             check_image(s, f"style image {i + 1}") for i, s in enumerate(resolve_names(model, request.styles))
         ]
         if not styles:
             raise SpecError(f"wct model {model.card.name!r} needs at least one style image")
         weights = check_weights(request.weights, len(styles))
-        out = net.stylize(content.to(device), [s.to(device) for s in styles], weights, request.alpha)
+        masks = request.masks
+        if masks is not None:
+            size = tuple(content.shape[2:])
+            if weights is not None or len(masks) != len(styles):
+                raise SpecError(f"give one mask per style ({len(styles)}) and no weights with masks")
+            if any(not isinstance(m, Tensor) or tuple(m.shape) != size for m in masks):
+                raise SpecError(f"each mask must be (H, W) = {size} like the content")
+            masks = [m.to(device) for m in masks]
+        styles_dev = [s.to(device) for s in styles]
+        out = net.stylize(content.to(device), styles_dev, weights, request.alpha, masks)
         out = out.to(content.device)
         return preserve_colors(out.float().clamp(0, 1), content) if request.preserve_color else out
 

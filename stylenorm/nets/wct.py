@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from stylenorm.errors import ShapeError
@@ -85,25 +86,58 @@ class WCTNet(nn.Module):
             out += m * (root.to(flat) @ flat + mean.to(flat)[..., None])
         return out.reshape(n, c, h, w).to(feat.dtype)
 
+    def transfer_regions(
+        self, feat: Tensor, styles: list[tuple[Tensor, Tensor]], weights: Tensor
+    ) -> Tensor:
+        """Masks: each style's region whitened with that region's own statistics and coloured with its
+        style; the results blended per pixel by weights (K, h, w), which sum to 1 where any is set."""
+        n, c, h, w = feat.shape
+        flat = feat.reshape(n, c, h * w)
+        flat = flat.double() if flat.dtype == torch.float64 else flat.float()
+        out = torch.zeros_like(flat)
+        for wk, (mean, root) in zip(weights.reshape(len(styles), h * w), styles, strict=True):
+            region = wk > 0
+            if int(region.sum()) < 2:
+                continue  # a region that vanished at this level's resolution: no statistics to take
+            with torch.autocast(feat.device.type, enabled=False):
+                r_mean, sigma = covariance(flat[:, :, region], self.eps)
+                _, inv = sqrt_and_inverse_sqrt(sigma, self.method, self.iterations)
+                coloured = root.to(flat) @ (inv @ (flat - r_mean)) + mean.to(flat)[..., None]
+            out += wk.to(flat) * coloured
+        return out.reshape(n, c, h, w).to(feat.dtype)
+
     def stylize(
         self,
         content: Tensor,
         styles: list[Tensor | Colouring],
         weights: list[float] | None = None,
         alpha: float = 1.0,
+        masks: list[Tensor] | None = None,
     ) -> Tensor:
-        """content (1, 3, H, W) with styles (images (1, 3, h, w) or their :meth:`style_stats`)."""
+        """content (1, 3, H, W) with styles (images (1, 3, h, w) or their :meth:`style_stats`); mixed
+        by ``weights``, or placed by ``masks`` (one (H, W) in [0, 1] per style: region statistics)."""
         if content.dim() != 4 or content.shape[:2] != (1, 3):
             raise ShapeError(f"content must be one RGB image (1, 3, H, W); got {tuple(content.shape)}")
         if not styles:
             raise ShapeError("need at least one style")
+        if masks is not None and (len(masks) != len(styles) or weights is not None):
+            raise ShapeError(f"give one mask per style ({len(styles)}) and no weights with masks")
         stats = [self.style_stats(s) if isinstance(s, Tensor) else s for s in styles]
         total = float(sum(weights)) if weights is not None else float(len(stats))
         mix = [w / total for w in weights] if weights is not None else [1.0 / len(stats)] * len(stats)
         x, h, w = pad_mirrored(content, MARGIN, self.multiple)
+        grid = None
+        if masks is not None:  # padded like the content, so they stay on the picture
+            grid = pad_mirrored(torch.stack([m.float() for m in masks])[None].to(x), MARGIN, self.multiple)[0]
         for level in reversed(self.levels):  # coarse to fine
             feat = self.encoder(x, (level,))[level]
-            t = self.transfer(feat, [s[level] for s in stats], mix)
+            level_styles = [s[level] for s in stats]
+            if grid is None:
+                t = self.transfer(feat, level_styles, mix)
+            else:
+                k = F.interpolate(grid, size=feat.shape[2:], mode="bilinear", align_corners=False)[0]
+                k = k / k.sum(0, keepdim=True).clamp_min(1e-8)
+                t = self.transfer_regions(feat, level_styles, k)
             x = self.decoders.by_level[level](alpha * t + (1 - alpha) * feat)
         return crop_margin(x, MARGIN, (h, w))
 

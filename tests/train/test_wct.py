@@ -106,8 +106,15 @@ def test_a_wct_model_stylizes_through_the_library_and_the_server(content: Path, 
         for level in ("relu2_1", "relu1_1"):
             x = net.decoders.by_level[level](net.encoder(x, (level,))[level])
     torch.testing.assert_close(none, crop_margin(x, MARGIN, (h, w)).clamp(0, 1), atol=1e-5, rtol=0)
-    with pytest.raises(SpecError, match="wct models do not take masks"):
-        stylize(model, photo, [style_a], masks=[torch.ones(40, 48)])
+    # masks take region statistics: a mask over everything (and an empty one) is the style alone
+    whole = stylize(model, photo, [style_a, style_b], masks=[torch.ones(40, 48), torch.zeros(40, 48)])
+    torch.testing.assert_close(whole, stylize(model, photo, [style_a]), atol=1e-4, rtol=0)
+    left = torch.zeros(40, 48)
+    left[:, :24] = 1
+    halves = stylize(model, photo, [style_a, style_b], masks=[left, 1 - left])
+    assert halves.shape == photo.shape and torch.isfinite(halves).all()
+    with pytest.raises(SpecError, match="one mask per style"):
+        stylize(model, photo, [style_a, style_b], [1, 1], masks=[left, 1 - left])
     with live_server(repo) as server:
         r = server.client.post(
             "/v1/stylize",
@@ -119,7 +126,7 @@ def test_a_wct_model_stylizes_through_the_library_and_the_server(content: Path, 
         )
         assert r.status_code == 200, r.text
         options = server.client.get("/v1/models/wct").json()["options"]
-        assert options["uploaded_styles"] and options["alpha"] and not options["masks"]
+        assert options["uploaded_styles"] and options["alpha"] and options["masks"]
 
 
 @pytest.mark.slow
