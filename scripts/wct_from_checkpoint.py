@@ -21,6 +21,7 @@ from stylenorm.nets.vgg import VGGEncoder, encoder_provenance, load_vgg_weights
 from stylenorm.nets.wct import LEVELS, WCTNet
 from stylenorm.repository import ModelCard, save_model
 from stylenorm.train.checkpoint import load_latest_intact
+from stylenorm.train.engine import hardware_summary
 
 
 def main(argv: list[str] | None = None) -> Path:
@@ -79,7 +80,7 @@ def main(argv: list[str] | None = None) -> Path:
             "encoder": encoder_provenance(
                 cfg["encoder"], 16, cfg.get("encoder_weights"), cfg["encoder_seed"]
             ),
-            "hardware": "2-core AMD EPYC CPU, no GPU",
+            "hardware": hardware_summary(torch.device("cpu")),
             "torch": torch.__version__,
             "written": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         },

@@ -363,7 +363,8 @@ def _fmt(value: float) -> str:
     return str(int(value)) if float(value).is_integer() and abs(value) < 1e15 else repr(float(value))
 
 
-def _hardware(device: torch.device) -> dict[str, str]:
+def hardware_summary(device: torch.device) -> dict[str, str]:
+    """The CPU model and the device (and the GPU's name) a run used, for its card."""
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
@@ -607,7 +608,7 @@ class _Trainer:
             "amp": cfg.amp,
             "seed": cfg.seed,
             "wall_time_s": round(self.wall_time, 3),
-            "hardware": _hardware(self.device),
+            "hardware": hardware_summary(self.device),
             "torch": torch.__version__,
             "final_losses": {k: v for k, v in self.last_row.items() if k not in ("step", "wall_time_s")},
             "finished": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
