@@ -246,6 +246,14 @@ def resolve_names(model: LoadedModel, styles: list) -> list:
     return [named_style(model, s) if isinstance(s, str) else s for s in styles]
 
 
+def style_images(model: LoadedModel, family: str, styles: list, label: str = "style image") -> list[Tensor]:
+    """The request's styles as checked images (gallery names resolved); SpecError when there is none."""
+    images = [check_image(s, f"{label} {i + 1}") for i, s in enumerate(resolve_names(model, styles))]
+    if not images:
+        raise SpecError(f"{family} model {model.card.name!r} needs at least one style image")
+    return images
+
+
 def preserve_colors(stylized: Tensor, content: Tensor) -> Tensor:
     """Luminance-only transfer: stylized's luma with content's chroma (YCbCr, BT.601); (N, 3, H, W) each."""
     y_s = 0.299 * stylized[:, 0] + 0.587 * stylized[:, 1] + 0.114 * stylized[:, 2]

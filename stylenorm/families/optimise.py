@@ -8,18 +8,16 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor, nn
 
-from stylenorm.errors import SpecError
 from stylenorm.families.adain import encoder_from, without_random_encoder
 from stylenorm.families.base import (
     Capabilities,
     Family,
     Request,
     any_style,
-    check_image,
     check_weights,
     preserve_colors,
     refuse,
-    resolve_names,
+    style_images,
 )
 from stylenorm.repository import ModelCard
 
@@ -53,11 +51,7 @@ class OptimiseFamily(Family):
         net, content = model.module, request.content
         assert isinstance(net, OptimisationModel)
         refuse(self.name, alpha=None if request.alpha == 1.0 else request.alpha, tile=request.tile)
-        images = [
-            check_image(s, f"style {i + 1}") for i, s in enumerate(resolve_names(model, request.styles))
-        ]
-        if not images:
-            raise SpecError(f"optimise model {model.card.name!r} needs at least one style image")
+        images = style_images(model, self.name, request.styles, "style")
         weights = check_weights(request.weights, len(images))
         masks = request.masks
         if masks is not None:

@@ -16,12 +16,11 @@ from stylenorm.families.base import (
     Family,
     Request,
     any_style,
-    check_image,
     check_weights,
     gallery_or_pattern,
     preserve_colors,
     refuse,
-    resolve_names,
+    style_images,
 )
 from stylenorm.nets.wct import LEVELS, WCTNet
 from stylenorm.repository import ModelCard
@@ -62,11 +61,7 @@ class WCTFamily(Family):
         net, content = model.module, request.content
         assert isinstance(net, WCTNet)
         refuse(self.name, tile=request.tile)
-        styles = [
-            check_image(s, f"style image {i + 1}") for i, s in enumerate(resolve_names(model, request.styles))
-        ]
-        if not styles:
-            raise SpecError(f"wct model {model.card.name!r} needs at least one style image")
+        styles = style_images(model, self.name, request.styles)
         weights = check_weights(request.weights, len(styles))
         masks = request.masks
         if masks is not None:

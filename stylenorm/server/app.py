@@ -57,9 +57,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url="/redoc" if docs else None,
         openapi_url="/openapi.json" if docs else None,
     )
-    app.state.server = state
-    app.state.settings, app.state.registry, app.state.engine = settings, state.registry, state.engine
-    app.state.jobs, app.state.metrics = state.jobs, state.metrics
+    app.state.server = state  # the routes' dependency (state.StateDep), and the tests' handle
     TimedH11Protocol.header_timeout_s = settings.header_timeout_s  # uvicorn builds it per connection
     errors.install(app)
 

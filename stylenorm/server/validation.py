@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import Request
 
 from stylenorm.families import family_of
+from stylenorm.repository import ModelCard
 from stylenorm.server.errors import ApiError
 from stylenorm.server.registry import ServedModel
 from stylenorm.server.schemas import StylizeOptions
@@ -15,6 +16,16 @@ def arrived(request: Request) -> float | None:
     """When the request's body was in (monotonic): its deadline counts from there, not from the upload's
     start (the first header byte, set by the metrics middleware, when the body time is unknown)."""
     return request.scope.get("stylenorm.body_complete") or request.scope.get("stylenorm.arrived")
+
+
+def unknown_style(card: ModelCard, name: str) -> ApiError:
+    """The 404 of a style name the model does not have (the name shortened, the valid ones listed)."""
+    shown = name if len(name) <= 80 else name[:80] + "…"
+    return ApiError(
+        404,
+        "unknown_style",
+        f"model {card.name!r} has no style {shown!r}; its styles: {', '.join(card.styles)}",
+    )
 
 
 def stylize_options(served: ServedModel) -> StylizeOptions:
@@ -62,12 +73,7 @@ def check_stylize(
         )
     for n in names:
         if n not in card.styles:
-            shown = n if len(n) <= 80 else n[:80] + "…"
-            raise ApiError(
-                404,
-                "unknown_style",
-                f"model {card.name!r} has no style {shown!r}; its styles: {', '.join(card.styles)}",
-            )
+            raise unknown_style(card, n)
         # a gallery family's named styles are images; the name was checked against the card above
         if gallery and not (served.loaded.folder / "styles" / f"{n}.png").is_file():
             raise ApiError(404, "unknown_style", f"style {n!r} of model {card.name!r} has no gallery image")

@@ -172,7 +172,7 @@ class LiveServer:
     @property
     def engine(self) -> Any:
         """The app's inference engine."""
-        return self.app.state.engine
+        return self.app.state.server.engine
 
     def start(self, ready: bool = True) -> LiveServer:
         """Start serving; with ready, also wait for /readyz."""

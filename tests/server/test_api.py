@@ -53,7 +53,7 @@ def test_health_ready_and_page(client: httpx.Client) -> None:
 
 def test_readyz_is_503_until_the_models_are_loaded(models_dir) -> None:
     server = LiveServer(settings_for(models_dir))
-    registry = server.app.state.registry
+    registry = server.app.state.server.registry
     release = threading.Event()
     load_all = registry.load_all
 

@@ -274,7 +274,7 @@ def test_optimise_mistakes_are_4xx_at_once(optimise_models: Path) -> None:
         for kwargs, want in cases:
             r = client.post("/v1/optimise", **kwargs)
             assert r.status_code == want, (kwargs.get("data"), r.text)
-        assert server.app.state.jobs.queued == 0 and server.app.state.jobs.running == 0
+        assert server.app.state.server.jobs.queued == 0 and server.app.state.server.jobs.running == 0
         missing = client.get("/v1/jobs/no-such-job")
         assert missing.status_code == 404 and missing.json()["error"]["code"] == "unknown_job"
 

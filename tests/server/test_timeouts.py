@@ -153,7 +153,7 @@ def test_on_shutdown_a_waiting_request_gets_our_json_503_before_the_graceful_per
 
             return torch.zeros(1, 3, 4, 4)
 
-        some_model = server.app.state.registry.models["fast"].loaded
+        some_model = server.app.state.server.registry.models["fast"].loaded
         blocker: Job = engine.new_job(some_model, "generate", busy)
         engine.submit(blocker)
         assert running.wait(10)  # the worker is busy with it (and it has left the queue)

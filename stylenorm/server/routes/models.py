@@ -17,7 +17,7 @@ from stylenorm.server.registry import ServedModel
 from stylenorm.server.responses import IMAGE_SCHEMA
 from stylenorm.server.schemas import ModelDetail, ModelList, ModelSummary, UnavailableModel
 from stylenorm.server.state import StateDep
-from stylenorm.server.validation import stylize_options
+from stylenorm.server.validation import stylize_options, unknown_style
 from stylenorm.stylize import resize_to
 
 router = APIRouter(prefix="/v1")
@@ -95,12 +95,7 @@ async def thumbnail(name: str, style: str, request: Request, state: StateDep) ->
     served = state.registry.get(name)
     card = served.loaded.card
     if style not in card.styles:
-        shown = style if len(style) <= 80 else style[:80] + "…"
-        raise ApiError(
-            404,
-            "unknown_style",
-            f"model {card.name!r} has no style {shown!r}; its styles: {', '.join(card.styles)}",
-        )
+        raise unknown_style(card, style)
     if not has_thumbnail(served, style):
         raise ApiError(404, "not_found", f"style {style!r} of {card.name!r} has no image")
     key = (card.name, style)
