@@ -41,7 +41,8 @@ def main(argv: list[str] | None = None) -> Path:
     encoder = VGGEncoder(16, levels[-1], fmt=cfg["encoder"], seed=cfg["encoder_seed"])
     load_vgg_weights(encoder, cfg.get("encoder_weights"))
     net = WCTNet(encoder, levels, eps=cfg["eps"])
-    state = {k: v for k, v in ckpt.model.items() if k.split(".")[1] in levels}
+    decoders = {k.removeprefix("net."): v for k, v in ckpt.model.items() if k.startswith("net.")}
+    state = {k: v for k, v in decoders.items() if k.split(".")[1] in levels}
     net.decoders.load_state_dict(state)
     name = args.name or args.out.name
     meta = ckpt.meta

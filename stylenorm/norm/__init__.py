@@ -10,6 +10,8 @@ Any statistic pairs with any modulation without a new class::
     Normalization(make_stats("group:8", 64), EmbeddingAffine(10, 64), num_features=64)
 """
 
+# the basic statistics register first: spec errors list "none, batch, …" before the rest
+from stylenorm.norm import stats as stats
 from stylenorm.norm.base import Modulation, Normalization, modulate
 from stylenorm.norm.cross_iter import CrossIterBatchNorm2d, CrossIterBatchStats
 from stylenorm.norm.distributed import SyncBatchStats, to_sync_batch_norm

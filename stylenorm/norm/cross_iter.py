@@ -28,6 +28,7 @@ from torch import Tensor
 from stylenorm.errors import ShapeError
 from stylenorm.norm.base import Normalization, check_features, modulate
 from stylenorm.norm.modulation import ChannelAffine
+from stylenorm.norm.registry import one_int, register_affine_layer, register_stats
 from stylenorm.norm.stats import _apply_moments, _per_channel, _RunningStats
 
 
@@ -219,6 +220,17 @@ class CrossIterBatchStats(_RunningStats):
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f", window={self.window}, compensate={self.compensate}"
+
+
+@register_stats(
+    "cross_iter_batch", "cross_iter_batch:k", "Cross-Iteration BN over the last k iterations",
+    ("eps", "momentum", "compensate"), max_args=1,
+)
+def _cross_iter_stats(c: int, args: list[str], spec: str, **o: Any) -> CrossIterBatchStats:
+    return CrossIterBatchStats(c, window=one_int(spec, args, "the window k"), **o)
+
+
+register_affine_layer("cross_iter_batch", True, "Cross-Iteration BatchNorm / CmBN over k iterations")
 
 
 class CrossIterBatchNorm2d(Normalization):

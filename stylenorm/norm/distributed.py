@@ -25,6 +25,7 @@ from torch.autograd.function import FunctionCtx
 from stylenorm.errors import ShapeError
 from stylenorm.norm.base import Normalization, modulate
 from stylenorm.norm.modulation import ChannelAffine
+from stylenorm.norm.registry import RUN_OPTIONS, register_affine_layer, register_stats
 from stylenorm.norm.stats import BatchStats
 
 try:  # a private torch symbol: without it CUDA inputs take the portable path below
@@ -147,6 +148,17 @@ class SyncBatchStats(BatchStats):
         a = inv if scale is None else inv * scale
         b = -mean * a if shift is None else shift - mean * a
         return modulate(x, a.to(x.dtype), b.to(x.dtype))
+
+
+@register_stats(
+    "sync_batch", "sync_batch", "BatchNorm statistics reduced over all processes (CPU/gloo too)",
+    (*RUN_OPTIONS, "process_group"),
+)
+def _sync_batch_stats(c: int, args: list[str], spec: str, **o: Any) -> nn.Module:
+    return SyncBatchStats(c, **o)
+
+
+register_affine_layer("sync_batch", True, "cross-process BatchNorm; CUDA (NCCL) and CPU (gloo)")
 
 
 def _sync_from_batch_norm(bn: nn.modules.batchnorm._BatchNorm, process_group: Any) -> Normalization:

@@ -7,12 +7,15 @@ normalization and activation in one formula.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor, nn
 
 from stylenorm.errors import ShapeError
 from stylenorm.norm.base import Normalization, check_features, modulate
 from stylenorm.norm.modulation import ChannelAffine
+from stylenorm.norm.registry import one_float, one_int, register_norm
 from stylenorm.norm.stats import (
     BatchStats,
     FRNStats,
@@ -52,6 +55,13 @@ class IBN(nn.Module):
         return torch.cat([self.IN(a), self.BN(b)], dim=1)
 
 
+@register_norm(
+    "ibn", "ibn:ratio", "IBN-a: IN on ratio·C channels, BN on the rest", ("eps", "momentum"), max_args=1
+)
+def _ibn(c: int, args: list[str], spec: str, **o: Any) -> nn.Module:
+    return IBN(c, one_float(spec, args, "the IN ratio", 0.5), **o)
+
+
 class FilterResponseNorm(Normalization):
     """FRN followed by the thresholded linear unit: ``max(γ·x/sqrt(ν² + |ε|) + β, τ)``.
 
@@ -71,6 +81,11 @@ class FilterResponseNorm(Normalization):
         """x (N, C, H, W) -> (N, C, H, W)."""
         y = super().forward(x, cond)
         return y if self.tau is None else torch.maximum(y, self.tau.view(1, -1, 1, 1))
+
+
+@register_norm("frn", "frn", "Filter Response Norm + TLU", ("eps", "learnable_eps", "tlu"))
+def _frn(c: int, args: list[str], spec: str, **o: Any) -> nn.Module:
+    return FilterResponseNorm(c, **o)
 
 
 class PositionalNorm(Normalization):
@@ -102,6 +117,14 @@ class PositionalNorm(Normalization):
         scale, shift = self._affine(x, cond)
         y = modulate((x - mean) / std, scale, shift)
         return (y, mean, std) if self.return_stats else y
+
+
+@register_norm(
+    "pono", "pono", "Positional Norm (moments available for a moment shortcut)",
+    ("eps", "affine", "unbiased", "return_stats"),
+)
+def _pono(c: int, args: list[str], spec: str, **o: Any) -> nn.Module:
+    return PositionalNorm(c, **o)
 
 
 def moment_shortcut(x: Tensor, mean: Tensor, std: Tensor) -> Tensor:
@@ -152,6 +175,11 @@ class EvoNormB0(_RunningStats):
         return x / den * self.weight.view(1, -1, 1, 1) + self.bias.view(1, -1, 1, 1)
 
 
+@register_norm("evo_b0", "evo_b0", "EvoNorm-B0", ("eps", "momentum"))
+def _evo_b0(c: int, args: list[str], spec: str, **o: Any) -> nn.Module:
+    return EvoNormB0(c, **o)
+
+
 class EvoNormS0(nn.Module):
     """EvoNorm-S0: ``x · sigmoid(v·x) / sqrt(σ²_group + ε) · γ + β`` (biased group std)."""
 
@@ -173,6 +201,18 @@ class EvoNormS0(nn.Module):
         inv = torch.rsqrt(var + self.eps).repeat_interleave(c // self.groups, dim=1)
         num = x * torch.sigmoid(self.v.view(1, -1, 1, 1) * x)
         return num * (inv * self.weight).view(n, c, 1, 1) + self.bias.view(1, -1, 1, 1)
+
+
+@register_norm("evo_s0", "evo_s0:G", "EvoNorm-S0 with G groups (default 32)", ("eps",), max_args=1)
+def _evo_s0(c: int, args: list[str], spec: str, **o: Any) -> nn.Module:
+    return EvoNormS0(c, one_int(spec, args, "the group count", default=32), **o)
+
+
+@register_norm(
+    "lrn", "lrn:n", "Local Response Norm (torch.nn.LocalResponseNorm)", ("alpha", "beta", "k"), max_args=1
+)
+def _lrn(c: int, args: list[str], spec: str, **o: Any) -> nn.Module:
+    return nn.LocalResponseNorm(one_int(spec, args, "the window n", default=5), **o)  # torch's own class
 
 
 __all__ = [

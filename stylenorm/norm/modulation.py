@@ -7,11 +7,14 @@ The spatial ones (SPADE, CLADE) live in :mod:`stylenorm.norm.spade`.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor, nn
 
-from stylenorm.errors import ShapeError
-from stylenorm.norm.base import Affine, Modulation
+from stylenorm.errors import ShapeError, SpecError
+from stylenorm.norm.base import Affine, Modulation, Normalization
+from stylenorm.norm.registry import STAT_OPTIONS, inner_stats, make_stats, register_norm, require_option
 
 
 class ChannelAffine(Modulation):
@@ -85,6 +88,16 @@ class EmbeddingAffine(Modulation):
         return f"{self.num_embeddings} {self.what}s, {self.num_features}"
 
 
+@register_norm(
+    "cin", "cin[:<stats>]", "Conditional Instance Norm: a (γ, β) row per style, mixable",
+    ("num_styles", *STAT_OPTIONS), max_args=8, conditional=True,
+)
+def _cin(c: int, args: list[str], spec: str, **o: Any) -> nn.Module:
+    k = require_option(spec, o, "num_styles", f"'{spec}', 64, num_styles=8")
+    stats = inner_stats(spec, ":".join(args) or "instance", c, o)
+    return Normalization(stats, EmbeddingAffine(k, c, "style"), num_features=c)
+
+
 class VectorAffine(Modulation):
     """γ = weight + Δγ(e), β = bias + Δβ(e) from a condition vector e (CBN of de Vries, FiLM).
 
@@ -115,6 +128,33 @@ class VectorAffine(Modulation):
             raise ShapeError(f"condition vectors must be (N, cond_dim) = ({n}, {self.cond_dim}); got {got}")
         d_gamma, d_beta = self.delta(cond.to(self.weight.dtype)).chunk(2, dim=1)
         return self.weight + d_gamma, self.bias + d_beta
+
+
+@register_norm(
+    "cbn", "cbn[:<stats>]", "Conditional BatchNorm: per class (num_classes) or from a vector (cond_dim)",
+    ("num_classes", "cond_dim", "hidden", *STAT_OPTIONS), max_args=8, conditional=True,
+)
+def _cbn(c: int, args: list[str], spec: str, **o: Any) -> nn.Module:
+    classes, cond_dim, hidden = o.pop("num_classes", None), o.pop("cond_dim", None), o.pop("hidden", None)
+    if (classes is None) == (cond_dim is None):
+        raise SpecError(
+            f"{spec!r} needs exactly one of num_classes=… (a table per class) or "
+            f"cond_dim=… (an MLP of a condition vector)"
+        )
+    if classes is not None and hidden is not None:
+        raise SpecError(f"{spec!r}: hidden applies to cond_dim only")
+    mod = EmbeddingAffine(classes, c, "class") if classes is not None else VectorAffine(cond_dim, c, hidden)
+    stats = inner_stats(spec, ":".join(args) or "batch", c, o)
+    return Normalization(stats, mod, num_features=c)
+
+
+@register_norm(
+    "film", "film", "FiLM: γ, β from a condition vector (no normalization)", ("cond_dim", "hidden"),
+    conditional=True,
+)
+def _film(c: int, args: list[str], spec: str, **o: Any) -> nn.Module:
+    cond_dim = require_option(spec, o, "cond_dim", f"'{spec}', 64, cond_dim=128")
+    return Normalization(make_stats("none", c), VectorAffine(cond_dim, c, o.get("hidden")), num_features=c)
 
 
 def style_moments(features: Tensor, eps: float = 0.0, unbiased: bool = False) -> tuple[Tensor, Tensor]:
@@ -170,3 +210,12 @@ class StyleStatistics(Modulation):
 
     def extra_repr(self) -> str:
         return f"{self.num_features}, eps={self.eps}, unbiased={self.unbiased}"
+
+
+@register_norm(
+    "adain", "adain", "Adaptive Instance Norm: γ, β = σ, μ of the style features", ("eps", "unbiased"),
+    conditional=True,
+)
+def _adain(c: int, args: list[str], spec: str, eps: float = 1e-5, unbiased: bool = False) -> nn.Module:
+    stats = make_stats("instance", c, eps=eps, unbiased=unbiased)
+    return Normalization(stats, StyleStatistics(c, eps, unbiased), num_features=c)

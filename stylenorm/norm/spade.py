@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from stylenorm.errors import ShapeError
-from stylenorm.norm.base import Affine, Modulation
+from stylenorm.errors import ShapeError, SpecError
+from stylenorm.norm.base import Affine, Modulation, Normalization
+from stylenorm.norm.registry import KERNEL, STAT_OPTIONS, inner_stats, register_norm, require_option
 
 
 def _check_segmap(x: Tensor, segmap: Tensor, label_nc: int, who: str) -> None:
@@ -61,6 +64,22 @@ class SpatialModulation(Modulation):
         return scale, shift
 
 
+@register_norm(
+    "spade", "spade:<stats>:<k>x<k>", "SPADE: per-pixel 1+γ, β from a conv net over the label map",
+    ("label_nc", "hidden", *STAT_OPTIONS), max_args=8, conditional=True,
+)
+def _spade(c: int, args: list[str], spec: str, hidden: int = 128, **o: Any) -> nn.Module:
+    label_nc = require_option(spec, o, "label_nc", f"'{spec}', 64, label_nc=151")
+    kernel = 3
+    if args and (size := KERNEL.match(args[-1])):
+        kh, kw = (int(v) for v in size.groups())
+        if kh != kw or kh % 2 == 0:
+            raise SpecError(f"{spec!r}: the kernel must be square and odd, like 3x3 or 5x5")
+        kernel, args = kh, args[:-1]
+    stats = inner_stats(spec, ":".join(args) or "instance", c, o)
+    return Normalization(stats, SpatialModulation(label_nc, c, kernel, hidden), num_features=c)
+
+
 class ClassModulation(Modulation):
     """CLADE: γ, β looked up per pixel from a (label_nc, C) table by the pixel's class.
 
@@ -87,3 +106,13 @@ class ClassModulation(Modulation):
         gamma = F.embedding(labels, self.weight).permute(0, 3, 1, 2)
         beta = F.embedding(labels, self.bias).permute(0, 3, 1, 2)
         return gamma, beta
+
+
+@register_norm(
+    "clade", "clade[:<stats>]", "CLADE: per-class γ, β looked up per pixel", ("label_nc", *STAT_OPTIONS),
+    max_args=8, conditional=True,
+)
+def _clade(c: int, args: list[str], spec: str, **o: Any) -> nn.Module:
+    label_nc = require_option(spec, o, "label_nc", f"'{spec}', 64, label_nc=151")
+    stats = inner_stats(spec, ":".join(args) or "instance", c, o)
+    return Normalization(stats, ClassModulation(label_nc, c), num_features=c)

@@ -9,6 +9,7 @@ affine fused into it; running buffers carry torch's names and conventions.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -16,6 +17,7 @@ from torch import Tensor, nn
 
 from stylenorm.errors import ShapeError
 from stylenorm.norm.base import is_per_pixel, modulate
+from stylenorm.norm.registry import RUN_OPTIONS, one_int, register_affine_layer, register_norm, register_stats
 
 
 def _per_channel(scale: Tensor | None, shift: Tensor | None) -> bool:
@@ -51,6 +53,16 @@ class IdentityStats(nn.Module):
     def forward(self, x: Tensor, scale: Tensor | None = None, shift: Tensor | None = None) -> Tensor:
         """x (N, C, H, W) -> x · scale + shift."""
         return modulate(x, scale, shift)
+
+
+@register_stats("none", "none", "no normalization (x̂ = x)", ())
+def _none_stats(c: int, args: list[str], spec: str) -> nn.Module:
+    return IdentityStats()
+
+
+@register_norm("none", "none", "identity", ())
+def _none(c: int, args: list[str], spec: str) -> nn.Module:
+    return nn.Identity()
 
 
 class _RunningStats(nn.Module):
@@ -145,6 +157,14 @@ class BatchStats(_RunningStats):
         return y if fused else modulate(y, scale, shift)
 
 
+@register_stats("batch", "batch", "BatchNorm statistics over (N, H, W), running mean/var", RUN_OPTIONS)
+def _batch_stats(c: int, args: list[str], spec: str, **o: Any) -> nn.Module:
+    return BatchStats(c, **o)
+
+
+register_affine_layer("batch", True, "BatchNorm (torch.nn.BatchNorm2d compatible)")
+
+
 class GroupStats(nn.Module):
     """Statistics over (C/G, H, W) per sample and group, exactly as ``F.group_norm``.
 
@@ -172,6 +192,20 @@ class GroupStats(nn.Module):
 
     def extra_repr(self) -> str:
         return f"{self.num_features}, num_groups={self.num_groups}, eps={self.eps}"
+
+
+@register_stats("layer", "layer", "LayerNorm statistics over (C, H, W) (= group:1)", ("eps",))
+def _layer_stats(c: int, args: list[str], spec: str, **o: Any) -> nn.Module:
+    return GroupStats(c, 1, **o)
+
+
+@register_stats("group", "group:G", "GroupNorm statistics over (C/G, H, W)", ("eps",), max_args=1)
+def _group_stats(c: int, args: list[str], spec: str, **o: Any) -> nn.Module:
+    return GroupStats(c, one_int(spec, args, "the group count G"), **o)
+
+
+register_affine_layer("layer", True, "LayerNorm over (C, H, W) with per-channel affine (= group:1)")
+register_affine_layer("group", True, "GroupNorm (torch.nn.GroupNorm compatible)")
 
 
 class InstanceStats(_RunningStats):
@@ -218,6 +252,14 @@ class InstanceStats(_RunningStats):
         return super().extra_repr() + f", unbiased={self.unbiased}"
 
 
+@register_stats("instance", "instance", "InstanceNorm statistics over (H, W)", (*RUN_OPTIONS, "unbiased"))
+def _instance_stats(c: int, args: list[str], spec: str, **o: Any) -> nn.Module:
+    return InstanceStats(c, **o)
+
+
+register_affine_layer("instance", False, "InstanceNorm (affine off by default, as torch)")
+
+
 class PositionStats(nn.Module):
     """Positional statistics over C at each (n, h, w) — PONO, LN over channels per pixel.
 
@@ -246,6 +288,11 @@ class PositionStats(nn.Module):
         return f"{self.num_features}, eps={self.eps}, unbiased={self.unbiased}"
 
 
+@register_stats("pono", "pono", "positional statistics over C per pixel", ("eps", "unbiased"))
+def _pono_stats(c: int, args: list[str], spec: str, **o: Any) -> nn.Module:
+    return PositionStats(c, **o)
+
+
 class RMSStats(nn.Module):
     """Root mean square over C at each pixel, no centering (RMSNorm for conv features)."""
 
@@ -261,6 +308,14 @@ class RMSStats(nn.Module):
 
     def extra_repr(self) -> str:
         return f"{self.num_features}, eps={self.eps}"
+
+
+@register_stats("rms", "rms", "root mean square over C per pixel (no centering)", ("eps",))
+def _rms_stats(c: int, args: list[str], spec: str, **o: Any) -> nn.Module:
+    return RMSStats(c, **o)
+
+
+register_affine_layer("rms", True, "RMSNorm over C per pixel, per-channel gain", bias=None)
 
 
 class FRNStats(nn.Module):
@@ -284,6 +339,11 @@ class FRNStats(nn.Module):
         nu2 = x.square().mean(dim=(2, 3))
         inv = torch.rsqrt(nu2 + self.eps.abs())  # (N, C)
         return _apply_moments(x, torch.zeros_like(inv), inv, scale, shift)
+
+
+@register_stats("frn", "frn", "filter response: second moment over (H, W)", ("eps", "learnable_eps"))
+def _frn_stats(c: int, args: list[str], spec: str, **o: Any) -> nn.Module:
+    return FRNStats(c, **o)
 
 
 class SwitchableStats(_RunningStats):
@@ -342,6 +402,16 @@ class SwitchableStats(_RunningStats):
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f", using_bn={self.using_bn}"
+
+
+@register_stats(
+    "switchable", "switchable", "learned mixture of IN, LN and BN statistics", ("eps", "momentum", "using_bn")
+)
+def _switch_stats(c: int, args: list[str], spec: str, **o: Any) -> nn.Module:
+    return SwitchableStats(c, **o)
+
+
+register_affine_layer("switchable", True, "Switchable Normalization")
 
 
 class BatchRenormStats(_RunningStats):
@@ -405,6 +475,17 @@ class BatchRenormStats(_RunningStats):
             f", r_max={self.r_max}, d_max={self.d_max}, "
             f"warmup_steps={self.warmup_steps}, ramp_steps={self.ramp_steps}"
         )
+
+
+@register_stats(
+    "batch_renorm", "batch_renorm", "Batch Renormalization (r, d corrections)",
+    ("eps", "momentum", "r_max", "d_max", "warmup_steps", "ramp_steps"),
+)
+def _renorm_stats(c: int, args: list[str], spec: str, **o: Any) -> nn.Module:
+    return BatchRenormStats(c, **o)
+
+
+register_affine_layer("batch_renorm", True, "Batch Renormalization")
 
 
 def _apply_moments(

@@ -27,13 +27,14 @@ Z ← TZ``; ``Y → (A/tr A)^{1/2}``) or from ``eigh``.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
 
 from stylenorm.errors import ShapeError, SpecError
-from stylenorm.norm.base import Affine, Modulation, modulate
+from stylenorm.norm.base import Affine, Modulation, Normalization, modulate
+from stylenorm.norm.registry import one_int, register_affine_layer, register_norm, register_stats
 
 Method = Literal["newton", "eigh"]
 METHODS = ("newton", "eigh")
@@ -163,6 +164,18 @@ class InstanceWhitening(nn.Module):
         )
 
 
+@register_stats(
+    "instance_whiten", "instance_whiten:G", "whitening per sample over (H, W), groups of G channels "
+    "(default: all; WCT's): Newton–Schulz, or method='eigh' exact", ("eps", "method", "iterations"),
+    max_args=1,
+)
+def _instance_whiten_stats(c: int, args: list[str], spec: str, **o: Any) -> nn.Module:
+    return InstanceWhitening(c, one_int(spec, args, "the group size", c), **o)
+
+
+register_affine_layer("instance_whiten", False, "instance whitening (affine off by default, like instance)")
+
+
 class BatchWhitening(nn.Module):
     """Per channel group over (N, H, W) with running statistics: DBN (eigh) and IterNorm (newton).
 
@@ -221,6 +234,27 @@ class BatchWhitening(nn.Module):
         )
 
 
+@register_stats(
+    "zca", "zca:G", "Decorrelated BN statistics: ZCA whitening over (N, H, W) per group of G channels "
+    "(eigendecomposition; default G 16), running mean and whitening matrix", ("eps", "momentum"), max_args=1,
+)
+def _zca_stats(c: int, args: list[str], spec: str, **o: Any) -> nn.Module:
+    return BatchWhitening(c, one_int(spec, args, "the group size", min(16, c)), method="eigh", **o)
+
+
+@register_stats(
+    "iternorm", "iternorm:G", "IterNorm statistics: whitening over (N, H, W) per group of G channels by "
+    "Newton–Schulz iterations (default G 64, iterations=5; no eigendecomposition)",
+    ("eps", "momentum", "iterations"), max_args=1,
+)
+def _iternorm_stats(c: int, args: list[str], spec: str, **o: Any) -> nn.Module:
+    return BatchWhitening(c, one_int(spec, args, "the group size", min(64, c)), method="newton", **o)
+
+
+register_affine_layer("zca", True, "Decorrelated BatchNorm (ZCA whitening, eigh) with per-channel affine")
+register_affine_layer("iternorm", True, "IterNorm (Newton–Schulz whitening) with per-channel affine")
+
+
 def style_covariance(features: Tensor, eps: float = 1e-5) -> tuple[Tensor, Tensor]:
     """A style's colouring statistics: features (N, C, h, w) -> (mean (N, C), Σ (N, C, C))."""
     if features.dim() != 4:
@@ -271,6 +305,17 @@ class StyleCovariance(Modulation):
 
     def extra_repr(self) -> str:
         return f"{self.num_features}, eps={self.eps}, method={self.method}, iterations={self.iterations}"
+
+
+@register_norm(
+    "wct", "wct", "whitening and colouring (WCT): the content whitened per sample, coloured with the "
+    "style's mean and covariance", ("eps", "method", "iterations"), conditional=True,
+)
+def _wct(
+    c: int, args: list[str], spec: str, eps: float = 1e-5, method: Method = "newton", iterations: int = 30
+) -> nn.Module:
+    whiten = InstanceWhitening(c, c, eps, method, iterations)
+    return Normalization(whiten, StyleCovariance(c, eps, method, iterations), num_features=c)
 
 
 __all__ = [

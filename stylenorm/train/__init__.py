@@ -1,8 +1,11 @@
-"""Style-transfer training: one engine (AMP, DDP, checkpoints, resume, logs) and three recipes.
+"""Training: one trainer (AMP, DDP, checkpoints, exact resume, logs) and six recipes.
 
->>> from stylenorm.train import make_config, train, build_recipe
+>>> from stylenorm.train import make_config, train
 >>> cfg = make_config("fast", {"content": "coco/", "style": "candy.jpg", "out": "models/candy"})
->>> train(cfg, build_recipe)                                     # doctest: +SKIP
+>>> train(cfg)                                                   # doctest: +SKIP
+
+Recipes: ``fast``, ``multistyle``, ``adain``, ``wct`` (:mod:`.style`), ``spade``, ``cgan``
+(:mod:`.gan`), registered in :mod:`.recipes`; what a recipe is: :mod:`.base`.
 
 or on the command line: ``stylenorm train fast --content coco/ --style candy.jpg --out models/candy``.
 Names are imported on first use, so ``stylenorm`` commands that do not train stay quick to start.
@@ -19,10 +22,11 @@ _EXPORTS = {
         "RECIPE_CONFIGS", "AdaINConfig", "ConfigError", "FastConfig", "MultistyleConfig", "TrainConfig",
         "WCTConfig", "make_config",
     ),
-    "stylenorm.train.engine": ("Recipe", "TrainResult", "TrainingError", "train"),
-    "stylenorm.train.style": (
-        "RECIPES", "AdaINRecipe", "FastRecipe", "MultistyleRecipe", "WCTRecipe", "build_recipe",
-    ),
+    "stylenorm.train.base": ("Phase", "Recipe", "Update"),
+    "stylenorm.train.engine": ("TrainResult", "TrainingError", "train"),
+    "stylenorm.train.gan": ("CGANRecipe", "SpadeRecipe"),
+    "stylenorm.train.recipes": ("RECIPES", "build_recipe"),
+    "stylenorm.train.style": ("AdaINRecipe", "FastRecipe", "MultistyleRecipe", "WCTRecipe"),
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 __all__ = sorted(_WHERE)

@@ -1,14 +1,21 @@
 """Training checkpoints as safetensors: tensors by key, everything else as JSON metadata. No pickle.
 
-Layout of one file:
+Layout of one file (format 2):
 
-* ``model.<key>``: the model's state dict;
-* ``optim.state.<param_idx>.<name>``: the optimizer's per-parameter tensors
-  (Adam: ``step``, ``exp_avg``, ``exp_avg_sq``);
+* ``model.<module>.<key>``: the state dict of each module the recipe checkpoints
+  (``net``; or ``G``, ``D`` and ``ema`` for the GANs);
+* ``optim.<update>.state.<param_idx>.<name>``: each optimizer's per-parameter
+  tensors (Adam: ``step``, ``exp_avg``, ``exp_avg_sq``);
 * any other tensors the caller adds under its own prefix (RNG states: ``rng.…``);
-* metadata ``stylenorm.checkpoint``: one JSON object with the optimizer's
-  param groups and non-tensor state, and the caller's scalars (step, scheduler,
-  config, Python RNG, data position …). safetensors metadata is str → str.
+* metadata ``stylenorm.checkpoint``: one JSON object with ``format``, each
+  optimizer's param groups and non-tensor state (``optimizers``), and the
+  caller's scalars (step, GradScalers, config, Python RNG, data positions …).
+  safetensors metadata is str → str.
+
+Format 1 (the two trainers before one, up to stylenorm 0.4) is read and
+converted on load (:func:`upgrade_format_1`): its style checkpoints held one
+unprefixed model and ``optim.state.…``, its GAN checkpoints ``G.``/``D.``
+models, ``optim_d.state.…`` and ``ema.…`` tensors and per-network scalers.
 
 Files are written atomically (temporary file, fsync, ``os.replace``), so a
 crash while saving leaves the previous checkpoint intact; a temporary file a
@@ -36,11 +43,11 @@ from torch import Tensor
 from stylenorm.errors import StylenormError
 from stylenorm.repository import atomic_write
 
-FORMAT = 1
+FORMAT = 2
 META_KEY = "stylenorm.checkpoint"
 DIGEST_KEY = "stylenorm.sha256"
 MODEL_PREFIX = "model."
-OPTIM_PREFIX = "optim.state."
+OPTIM_PREFIX = "optim.state."  # format 1, and flatten_optimizer's default
 _NAME = re.compile(r"^step-(\d+)\.safetensors$")
 
 log = logging.getLogger(__name__)
@@ -50,25 +57,34 @@ class CheckpointError(StylenormError):
     """A checkpoint file is missing, unreadable or not a stylenorm training checkpoint."""
 
 
-def flatten_optimizer(state_dict: dict[str, Any]) -> tuple[dict[str, Tensor], dict[str, Any]]:
-    """``optimizer.state_dict()`` -> ({optim.state.<idx>.<name>: tensor}, JSON-able rest)."""
+def optimizer_prefix(name: str) -> str:
+    """Where optimizer name's tensors are in a format-2 checkpoint: ``optim.<name>.state.``."""
+    return f"optim.{name}.state."
+
+
+def flatten_optimizer(
+    state_dict: dict[str, Any], prefix: str = OPTIM_PREFIX
+) -> tuple[dict[str, Tensor], dict[str, Any]]:
+    """``optimizer.state_dict()`` -> ({<prefix><idx>.<name>: tensor}, JSON-able rest)."""
     tensors: dict[str, Tensor] = {}
     scalars: dict[str, dict[str, Any]] = {}
     for idx, per_param in state_dict["state"].items():
         for name, value in per_param.items():
             if isinstance(value, Tensor):
-                tensors[f"{OPTIM_PREFIX}{int(idx)}.{name}"] = value
+                tensors[f"{prefix}{int(idx)}.{name}"] = value
             else:
                 scalars.setdefault(str(int(idx)), {})[name] = value
     return tensors, {"param_groups": state_dict["param_groups"], "scalars": scalars}
 
 
-def unflatten_optimizer(tensors: dict[str, Tensor], rest: dict[str, Any]) -> dict[str, Any]:
+def unflatten_optimizer(
+    tensors: dict[str, Tensor], rest: dict[str, Any], prefix: str = OPTIM_PREFIX
+) -> dict[str, Any]:
     """The inverse of :func:`flatten_optimizer`: a dict ``optimizer.load_state_dict`` takes."""
     state: dict[int, dict[str, Any]] = {}
     for key, value in tensors.items():
-        if key.startswith(OPTIM_PREFIX):
-            idx, name = key[len(OPTIM_PREFIX):].split(".", 1)
+        if key.startswith(prefix):
+            idx, name = key[len(prefix):].split(".", 1)
             state.setdefault(int(idx), {})[name] = value
     for idx, values in rest.get("scalars", {}).items():
         state.setdefault(int(idx), {}).update(values)
@@ -83,10 +99,11 @@ def unflatten_optimizer(tensors: dict[str, Tensor], rest: dict[str, Any]) -> dic
 
 @dataclass
 class Checkpoint:
-    """What a checkpoint holds: model state, optimizer state, other tensors and JSON scalars."""
+    """What a checkpoint holds: module states (``<module>.<key>``), optimizer states by update name,
+    other tensors and JSON scalars."""
 
     model: dict[str, Tensor]
-    optimizer: dict[str, Any]
+    optimizers: dict[str, dict[str, Any]]
     tensors: dict[str, Tensor] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
 
@@ -95,15 +112,17 @@ def save_checkpoint(path: str | Path, checkpoint: Checkpoint) -> Path:
     """Write checkpoint to path atomically; returns the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    optim_tensors, optim_rest = flatten_optimizer(checkpoint.optimizer)
     tensors: dict[str, Tensor] = {f"{MODEL_PREFIX}{k}": v for k, v in checkpoint.model.items()}
-    tensors.update(optim_tensors)
+    optimizers = {}
+    for name, state_dict in checkpoint.optimizers.items():
+        optim_tensors, optimizers[name] = flatten_optimizer(state_dict, optimizer_prefix(name))
+        tensors.update(optim_tensors)
     for key, value in checkpoint.tensors.items():
-        if key.startswith((MODEL_PREFIX, OPTIM_PREFIX)):
+        if key.startswith((MODEL_PREFIX, "optim.")):
             raise CheckpointError(f"extra checkpoint tensor {key!r} uses a reserved prefix")
         tensors[key] = value
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
-    meta = {"format": FORMAT, "optimizer": optim_rest, **checkpoint.meta}
+    meta = {"format": FORMAT, "optimizers": optimizers, **checkpoint.meta}
     # the tensor data does not depend on the metadata: hash it once, then write it with its digest
     digest = hashlib.sha256(_data_section(save(tensors))).hexdigest()
     data = save(tensors, metadata={META_KEY: json.dumps(meta), DIGEST_KEY: digest})
@@ -146,13 +165,50 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     if raw is None:
         raise CheckpointError(f"{path} is a safetensors file but not a stylenorm training checkpoint")
     meta = json.loads(raw)
-    if meta.get("format", 0) > FORMAT:
-        raise CheckpointError(f"{path} has checkpoint format {meta['format']}; this stylenorm reads {FORMAT}")
-    optim_rest = meta.pop("optimizer")
-    meta.pop("format", None)
+    version = meta.pop("format", 1)
+    if version > FORMAT:
+        raise CheckpointError(f"{path} has checkpoint format {version}; this stylenorm reads up to {FORMAT}")
     model = {k[len(MODEL_PREFIX):]: v for k, v in tensors.items() if k.startswith(MODEL_PREFIX)}
-    other = {k: v for k, v in tensors.items() if not k.startswith((MODEL_PREFIX, OPTIM_PREFIX))}
-    return Checkpoint(model, unflatten_optimizer(tensors, optim_rest), other, meta)
+    if version == 1:
+        log.info("%s is a format-1 checkpoint (two-trainer layout): converting it", path.name)
+        return upgrade_format_1(model, tensors, meta)
+    optimizers = {
+        name: unflatten_optimizer(tensors, rest, optimizer_prefix(name))
+        for name, rest in meta.pop("optimizers").items()
+    }
+    other = {k: v for k, v in tensors.items() if not k.startswith((MODEL_PREFIX, "optim."))}
+    return Checkpoint(model, optimizers, other, meta)
+
+
+def upgrade_format_1(
+    model: dict[str, Tensor], tensors: dict[str, Tensor], meta: dict[str, Any]
+) -> Checkpoint:
+    """A format-1 checkpoint's contents in format 2's terms (see the module docstring).
+
+    Style recipes: the model becomes module ``net``, the optimizer ``net``, the scaler ``scalers.net``;
+    the saved lr scheduler is dropped (the lr is a function of the step). GANs: ``G.``/``D.`` stay,
+    the ``ema.…`` tensors become module ``ema``, the optimizers and scalers ``G`` and ``D``, and the one
+    data stream per rank is named as the recipe names it now (``pairs``, ``classes``).
+    """
+    optim_rest = meta.pop("optimizer")
+    other = {k: v for k, v in tensors.items() if not k.startswith((MODEL_PREFIX, "optim"))}
+    if "optimizer_d" in meta:  # a GAN checkpoint
+        d_prefix = "optim_d.state."
+        model = model | {k: v for k, v in other.items() if k.startswith("ema.")}
+        other = {k: v for k, v in other.items() if not k.startswith("ema.")}
+        optimizers = {
+            "G": unflatten_optimizer(tensors, optim_rest),
+            "D": unflatten_optimizer(tensors, meta.pop("optimizer_d"), d_prefix),
+        }
+        meta["scalers"] = {"G": meta.pop("scaler_g", {}), "D": meta.pop("scaler_d", {})}
+        stream = {"spade": "pairs", "cgan": "classes"}[meta["config"]["recipe"]]  # the recipes' names
+        meta["data"] = [{stream: state} for state in meta["data"]]
+    else:
+        model = {f"net.{k}": v for k, v in model.items()}
+        optimizers = {"net": unflatten_optimizer(tensors, optim_rest)}
+        meta["scalers"] = {"net": meta.pop("scaler", {})}
+        meta.pop("scheduler", None)
+    return Checkpoint(model, optimizers, other, meta)
 
 
 def checkpoint_path(folder: str | Path, step: int) -> Path:
@@ -236,9 +292,11 @@ __all__ = [
     "list_checkpoints",
     "load_checkpoint",
     "load_latest_intact",
+    "optimizer_prefix",
     "prune_checkpoints",
     "remove_partial_writes",
     "resume_checkpoint",
     "save_checkpoint",
     "unflatten_optimizer",
+    "upgrade_format_1",
 ]

@@ -16,7 +16,7 @@ import types
 import typing
 from typing import Any
 
-from stylenorm.train.config import GAN_RECIPES, RECIPE_CONFIGS, RunConfig, flag, make_config
+from stylenorm.train.config import RECIPE_CONFIGS, RunConfig, flag, make_config
 
 _HELP = {
     "fast": "one style per model: TransformerNet + instance norm (Johnson et al.; pytorch/examples defaults)",
@@ -102,15 +102,9 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = config_from_args(args)
     tune_cpu_allocator()
-    if cfg.recipe in GAN_RECIPES:
-        from stylenorm.train.gan import train_gan
+    from stylenorm.train.engine import train
 
-        result = train_gan(cfg, command=shlex.join(sys.argv))  # type: ignore[arg-type]
-    else:
-        from stylenorm.train.engine import train
-        from stylenorm.train.style import build_recipe
-
-        result = train(cfg, build_recipe, command=shlex.join(sys.argv))  # type: ignore[arg-type]
+    result = train(cfg, command=shlex.join(sys.argv))
     if result.card is not None:
         losses = result.card.provenance.get("final_losses", {})
         shown = ", ".join(f"{k} {v:.4g}" for k, v in losses.items() if not k.startswith(("lr", "images")))

@@ -225,6 +225,18 @@ class TrainConfig(RunConfig):
         """The weight of each loss term (recorded in the card's provenance)."""
         return {"content": self.content_weight, "style": self.style_weight, "tv": self.tv_weight}
 
+    def lr_factor(self, step: int) -> float:
+        """The lr multiplier of (0-based) iteration ``step``: the warm-up ramp over ``1 + lr_decay·step``."""
+        warmup = min(1.0, (step + 1) / self.lr_warmup) if self.lr_warmup else 1.0
+        return warmup / (1.0 + self.lr_decay * step)
+
+    def run_record(self) -> dict[str, Any]:
+        """The optimisation settings a model card's provenance records."""
+        return {
+            "resolution": self.image_size, "lr": self.lr, "lr_decay": self.lr_decay,
+            "lr_warmup": self.lr_warmup, "weights": self.loss_weights(),
+        }
+
     @model_validator(mode="after")
     def _layer_weights_fit(self) -> TrainConfig:
         self.layer_weights()
@@ -504,6 +516,20 @@ class GANConfig(RunConfig):
 
     def _ttur(self) -> bool:
         return bool(getattr(self, "ttur", False))
+
+    def lr_factor(self, step: int) -> float:
+        """The lr multiplier of (0-based) iteration ``step``: 1, then linear towards 0 over lr_decay_steps."""
+        if self.lr_decay_steps <= 0:
+            return 1.0
+        return min(1.0, (self.steps - step) / self.lr_decay_steps)
+
+    def run_record(self) -> dict[str, Any]:
+        """The optimisation settings a model card's provenance records."""
+        lr_g, lr_d = self.lrs
+        return {
+            "lr_g": lr_g, "lr_d": lr_d, "betas": list(self.betas), "ttur": self._ttur(),
+            "lr_decay_steps": self.lr_decay_steps, "ema": self.ema,
+        }
 
     @property
     def lrs(self) -> tuple[float, float]:

@@ -1,21 +1,25 @@
-"""The training engine every recipe plugs into: data, Adam, AMP, DDP, logs, samples, checkpoints, resume.
+"""The trainer every recipe plugs into: data, Adam, AMP, DDP, logs, samples, checkpoints, resume.
 
-A recipe (see :class:`Recipe`) provides the model, the part of it that learns,
-its datasets and ``loss(batch, step) -> (total, {name: value})``. The engine
-owns everything else:
+A recipe (:class:`stylenorm.train.base.Recipe`) gives the networks, the
+datasets, its optimizer updates with their losses and the order one iteration
+takes them in (one update for the style nets; G and D for the GANs). The
+trainer owns everything else, the same for all five recipes:
 
 * devices (``cuda`` if available, else ``cpu``), ``torch.autocast`` (bf16 /
-  fp16 with a GradScaler), channels-last;
+  fp16 with one GradScaler per update), channels-last;
 * under ``torchrun`` (``RANK``/``WORLD_SIZE`` set): the process group (nccl
-  on CUDA, gloo on CPU), ``to_sync_batch_norm`` then DistributedDataParallel,
-  one data shard per rank; only rank 0 writes files;
+  on CUDA, gloo on CPU), ``to_sync_batch_norm`` then DistributedDataParallel
+  around each update's module, one data shard per rank; only rank 0 writes;
 * seeded, shuffled, resumable sampling (:class:`~stylenorm.data.ResumableSampler`);
+* the learning rate of each update as a function of the step
+  (``config.lr_factor``: warm-up and 1/(1 + decay·i) for the style nets,
+  SPADE's linear decay for the GANs);
 * a tqdm bar with the losses and images/s, a CSV loss log, TensorBoard events
-  when tensorboard happens to be installed, sample grids (content / style /
-  output rows);
-* atomic safetensors checkpoints holding everything a resumed run needs to
-  continue exactly where the checkpoint was taken (model, optimizer, lr
-  schedule, GradScaler, RNG states of every rank, data positions);
+  when tensorboard happens to be installed, sample grids;
+* atomic safetensors checkpoints (format 2, :mod:`stylenorm.train.checkpoint`;
+  format 1 still read) holding everything a resumed run needs to continue
+  exactly: modules, optimizers, scalers, RNG states of every rank, data
+  positions;
 * the model folder at the end (``stylenorm.repository.save_model``).
 """
 
@@ -24,29 +28,25 @@ from __future__ import annotations
 import csv
 import datetime
 import logging
-import os
 import platform
-import random
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 import torch.distributed as dist
-from torch import Tensor, nn
+from torch import Tensor
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, Dataset
 from torchvision.utils import save_image
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from stylenorm.data import DataError, ImageFolder, ResumableSampler
 from stylenorm.errors import StylenormError
 from stylenorm.models import weights_to_save
 from stylenorm.norm import to_sync_batch_norm
 from stylenorm.repository import ModelCard, save_model
+from stylenorm.train.base import Phase, Recipe, Update
 from stylenorm.train.checkpoint import (
     Checkpoint,
     CheckpointError,
@@ -56,7 +56,17 @@ from stylenorm.train.checkpoint import (
     resume_checkpoint,
     save_checkpoint,
 )
-from stylenorm.train.config import ConfigError, RunConfig, TrainConfig
+from stylenorm.train.config import ConfigError, RunConfig
+from stylenorm.train.process import (
+    Distributed,
+    gather,
+    restore_rng,
+    rng_state,
+    rng_tensors,
+    seed_everything,
+    setup_distributed,
+)
+from stylenorm.train.streams import BatchStream
 
 log = logging.getLogger(__name__)
 
@@ -67,225 +77,302 @@ class TrainingError(StylenormError):
     """Training cannot go on (e.g. the loss became NaN/inf)."""
 
 
-class Recipe(Protocol):
-    """What a training recipe gives the engine."""
+@dataclass
+class TrainResult:
+    """What a run produced: the model folder, its card, and the logged rows (one per logged step)."""
 
-    config: TrainConfig
-    model: nn.Module  # the whole model the folder stores
-    trainable: nn.Module  # the part that learns; wrapped in DDP under torchrun
-    net: nn.Module  # set by the engine: trainable or its DDP wrapper; loss() must call this one
-    datasets: dict[str, ImageFolder]  # each becomes one batch entry of the same name
-
-    def loss(self, batch: dict[str, Tensor], step: int) -> tuple[Tensor, dict[str, Tensor]]:
-        """Weighted total loss and its named terms (weighted) for one batch."""
-        ...
-
-    def preview(self) -> tuple[Tensor, Tensor, Tensor] | None:
-        """Content, style and output rows (k, 3, S, S) of the last batch, for the sample grid."""
-        ...
-
-    def card(self) -> ModelCard:
-        """The model card without provenance (the engine adds it)."""
-        ...
-
-    def provenance(self) -> dict[str, Any]:
-        """What the recipe knows about how the model was made (encoder, datasets, styles)."""
-        ...
+    folder: Path
+    card: ModelCard | None
+    step: int
+    history: list[dict[str, float]] = field(default_factory=list)
 
 
-# --------------------------------------------------------------------------------------- distributed
+def train(cfg: RunConfig, build_recipe: Any = None, command: str | None = None) -> TrainResult:
+    """Train cfg's recipe for ``cfg.steps`` iterations; writes the model folder on rank 0.
 
-
-@dataclass(frozen=True)
-class Distributed:
-    """Where this process stands: rank, world size, local rank (all 0/1/0 without torchrun)."""
-
-    rank: int = 0
-    world: int = 1
-    local_rank: int = 0
-
-    @property
-    def enabled(self) -> bool:
-        """Whether a process group is in use."""
-        return dist.is_available() and dist.is_initialized()
-
-    @property
-    def main(self) -> bool:
-        """Rank 0: the process that writes files."""
-        return self.rank == 0
-
-
-def launched_by_torchrun() -> bool:
-    """Whether torchrun (or another launcher) set the environment of a process group."""
-    return "RANK" in os.environ and "WORLD_SIZE" in os.environ
-
-
-def pick_device(requested: str | None, local_rank: int = 0) -> torch.device:
-    """The training device: requested, else cuda (the local rank's GPU) if available, else cpu."""
-    if requested is None:
-        requested = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(requested)
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ConfigError(f"--device {requested} asks for CUDA, but torch sees no GPU")
-        if device.index is None:
-            device = torch.device("cuda", local_rank % torch.cuda.device_count())
-        torch.cuda.set_device(device)
-    return device
-
-
-def setup_distributed(requested_device: str | None) -> tuple[Distributed, torch.device]:
-    """Init the process group when launched by torchrun; returns (ranks, device)."""
-    if not launched_by_torchrun():
-        return Distributed(), pick_device(requested_device)
-    rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
-    local = int(os.environ.get("LOCAL_RANK", rank))
-    device = pick_device(requested_device, local)
-    if not dist.is_initialized():
-        backend = "nccl" if device.type == "cuda" else "gloo"
-        kwargs: dict[str, Any] = {"device_id": device} if device.type == "cuda" else {}
-        dist.init_process_group(backend, timeout=datetime.timedelta(minutes=30), **kwargs)
-    return Distributed(rank, world, local), device
-
-
-# ------------------------------------------------------------------------------------------- data
-
-
-class BatchStream:
-    """An endless, resumable stream of batches from one dataset: (epoch, position) is its state.
-
-    Items are ``(images, replaced)`` pairs (image folders) or dicts with an
-    optional ``"replaced"`` entry (label/image pairs, class folders);
-    ``replaced`` flags samples that stood in for a file that failed to decode,
-    counted in :attr:`replaced` and dropped from the batch.
+    ``build_recipe(cfg, device)`` builds the recipe; by default the registered one for ``cfg.recipe``
+    (:data:`stylenorm.train.recipes.RECIPES`).
     """
+    if build_recipe is None:
+        from stylenorm.train.recipes import build_recipe
+    ranks, device = setup_distributed(cfg.device)
+    try:
+        return Trainer(cfg, ranks, device, build_recipe, command).run()
+    finally:
+        if ranks.enabled:
+            dist.destroy_process_group()
+
+
+class _Optimizer:
+    """One update's optimizer, its GradScaler and its base learning rate."""
+
+    def __init__(self, update: Update, device: torch.device, fp16: bool) -> None:
+        self.update = update
+        params = [p for p in update.module.parameters() if p.requires_grad]
+        self.adam = torch.optim.Adam(params, lr=update.lr, betas=update.betas)
+        self.scaler = torch.amp.GradScaler(device.type, enabled=fp16)
+
+    def set_lr(self, factor: float) -> float:
+        lr = self.update.lr * factor
+        for group in self.adam.param_groups:
+            group["lr"] = lr
+        return lr
+
+
+class Trainer:
+    """One run of one recipe: built from a config (and a checkpoint to resume), then :meth:`run`."""
 
     def __init__(
-        self, what: str, dataset: Dataset, cfg: RunConfig, ranks: Distributed, seed: int, pin: bool,
-        unit: str = "samples",
+        self, cfg: RunConfig, ranks: Distributed, device: torch.device, build_recipe: Any, command: str | None
     ) -> None:
-        size = len(dataset)  # type: ignore[arg-type]
-        if -(-size // ranks.world) < cfg.batch_size:
-            raise DataError(
-                f"{what} has {size} {unit}: too few for batches of {cfg.batch_size} on "
-                f"{ranks.world} process(es); add more or lower --batch-size"
+        self.cfg, self.ranks, self.device, self.command = cfg, ranks, device, command
+        self.runs = cfg.runs
+        if cfg.resume is None and list_checkpoints(cfg.runs / "checkpoints"):
+            raise ConfigError(
+                f"{cfg.runs / 'checkpoints'} holds checkpoints of an earlier run: continue it with "
+                "--resume latest, or give another --run-dir (or delete them)"
             )
-        self.sampler = ResumableSampler(dataset, ranks.world, ranks.rank, seed)
-        self.loader = DataLoader(
-            dataset,
-            batch_size=cfg.batch_size,
-            sampler=self.sampler,
-            num_workers=cfg.workers,
-            drop_last=True,
-            pin_memory=pin,
-            persistent_workers=cfg.workers > 0,
-            generator=torch.Generator().manual_seed(seed),  # keeps the global RNG untouched by iter()
-        )
-        self.epoch = self.position = self.replaced = 0
-        self._it: Iterator | None = None
+        self.resumed_from, self.checkpoint = resume_checkpoint(cfg.resume, cfg.runs / "checkpoints")
+        seed_everything(cfg.seed)  # same initialization on every rank
+        self.recipe: Recipe = build_recipe(cfg, device)
+        recipe = self.recipe
+        self.memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
+        for module in recipe.modules.values():
+            module.to(device=device, memory_format=self.memory_format)
+        if self.checkpoint is not None:
+            self._load_modules(self.checkpoint)
+        self._distribute()
+        self.optimizers = {u.name: _Optimizer(u, device, cfg.amp == "fp16") for u in recipe.updates}
+        pin = device.type == "cuda"
+        self.streams = {}
+        for i, (name, dataset) in enumerate(recipe.datasets.items()):
+            what, unit = recipe.stream_description(name)
+            self.streams[name] = BatchStream(what, dataset, cfg, ranks, recipe.stream_seed(i), pin, unit)
+        seed_everything(cfg.seed + ranks.rank)  # training randomness differs per rank
+        self.step, self.images_seen, self.wall_time = 0, 0, 0.0
+        self.last_row: dict[str, float] = {}
+        if self.checkpoint is not None:
+            self._restore(self.checkpoint)
 
-    def next(self) -> Any:
-        """The next batch: images (N, …) or a dict of tensors, without the ``replaced`` flags."""
-        while True:
-            if self._it is None:
-                self.sampler.set_epoch(self.epoch)
-                self.sampler.start = self.position
-                self._it = iter(self.loader)
-            try:
-                batch = next(self._it)
-            except StopIteration:
-                self._it, self.epoch, self.position = None, self.epoch + 1, 0
-                continue
-            if isinstance(batch, dict):
-                replaced = batch.pop("replaced", None)
-                n = next(iter(batch.values())).shape[0]
-            else:
-                batch, replaced = batch
-                n = batch.shape[0]
-            self.position += n
-            if replaced is not None:
-                self.replaced += int(replaced.sum())
-            return batch
+    def _distribute(self) -> None:
+        """Under torchrun: batch statistics over the global batch, and DDP around each update's module."""
+        if not self.ranks.enabled:
+            return
+        for module in self.recipe.modules.values():
+            to_sync_batch_norm(module)  # in place; a no-op for instance/group norms
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        for update in self.recipe.updates:
+            setattr(self.recipe, update.called_as, DistributedDataParallel(update.module, device_ids=ids))
 
-    def state(self) -> dict[str, int]:
-        return {"epoch": self.epoch, "position": self.position, "replaced": self.replaced}
+    # -- checkpoints
 
-    def restore(self, state: dict[str, int]) -> None:
-        self.epoch, self.position, self.replaced = state["epoch"], state["position"], state["replaced"]
-        self._it = None
+    def _load_modules(self, ckpt: Checkpoint) -> None:
+        states: dict[str, dict[str, Tensor]] = {}
+        for key, value in ckpt.model.items():
+            name, rest = key.split(".", 1)
+            states.setdefault(name, {})[rest] = value
+        try:
+            self.recipe.load_states(states)
+        except RuntimeError as exc:
+            raise CheckpointError(f"{self.resumed_from} does not fit this model: {exc}") from exc
+        _warn_changed_settings(ckpt.meta.get("config", {}), self.cfg)
+
+    def _restore(self, ckpt: Checkpoint) -> None:
+        meta = ckpt.meta
+        for name, opt in self.optimizers.items():
+            opt.adam.load_state_dict(ckpt.optimizers[name])
+            if meta["scalers"].get(name):
+                opt.scaler.load_state_dict(meta["scalers"][name])
+        self.step, self.images_seen, self.wall_time = meta["step"], meta["images_seen"], meta["wall_time_s"]
+        self.last_row = meta.get("last_losses", {})
+        rank = restore_rng(ckpt, self.ranks, self.device, self.cfg.seed, self.step)
+        for name, stream in self.streams.items():
+            stream.restore(meta["data"][rank][name])
+
+    def _save_checkpoint(self) -> None:
+        data = {name: s.state() for name, s in self.streams.items()}
+        states = gather(self.ranks, {"rng": rng_state(self.device), "data": data})
+        if not self.ranks.main:
+            return
+        tensors, python_rng = rng_tensors([state["rng"] for state in states])
+        scalers = {
+            n: o.scaler.state_dict() if o.scaler.is_enabled() else {} for n, o in self.optimizers.items()
+        }
+        meta = {
+            "step": self.step,
+            "images_seen": self.images_seen,
+            "wall_time_s": self.wall_time + (time.perf_counter() - self._t0),
+            "world": self.ranks.world,
+            "scalers": scalers,
+            "python_rng": python_rng,
+            "data": [s["data"] for s in states],
+            "config": self.cfg.model_dump(mode="json"),
+            "last_losses": self.last_row,
+        }
+        # the modules that change: frozen encoders are rebuilt from their own weights on resume
+        model = {f"{n}.{k}": v for n, m in self.recipe.modules.items() for k, v in m.state_dict().items()}
+        optimizers = {name: opt.adam.state_dict() for name, opt in self.optimizers.items()}
+        folder = self.runs / "checkpoints"
+        save_checkpoint(checkpoint_path(folder, self.step), Checkpoint(model, optimizers, tensors, meta))
+        prune_checkpoints(folder, self.cfg.keep_checkpoints)
+
+    # -- one iteration
+
+    def _batch(self) -> dict[str, Tensor]:
+        batch: dict[str, Tensor] = {}
+        for name, stream in self.streams.items():
+            item = stream.next()
+            batch.update(item if isinstance(item, dict) else {name: item})
+        for key, t in batch.items():
+            t = t.to(self.device, non_blocking=True)
+            batch[key] = t.contiguous(memory_format=self.memory_format) if t.dim() == 4 else t
+        return batch
+
+    def _update(self, opt: _Optimizer, batch: dict[str, Tensor] | None) -> tuple[Tensor, dict[str, Tensor]]:
+        cfg = self.cfg
+        with torch.autocast(self.device.type, dtype=_AMP.get(cfg.amp), enabled=cfg.amp != "none"):
+            total, terms = opt.update.loss(batch)
+        opt.adam.zero_grad(set_to_none=True)
+        opt.scaler.scale(total).backward()
+        opt.scaler.step(opt.adam)
+        opt.scaler.update()
+        return total, terms
+
+    def _phase(self, phase: Phase, batch: dict[str, Tensor] | None) -> tuple[dict[str, Tensor], Any]:
+        """Run one phase; returns its logged terms (averaged over repeats) and the last batch."""
+        opt = self.optimizers[phase.update]
+        sums: dict[str, Tensor] = {}
+        for _ in range(phase.repeat):
+            if phase.batch == "new":
+                batch = self._batch()
+                self.images_seen += next(iter(batch.values())).shape[0] * self.ranks.world
+            total, terms = self._update(opt, batch if phase.batch != "none" else None)
+            for key, value in {opt.update.total: total, **terms}.items():
+                value = value.detach() / phase.repeat
+                sums[key] = sums[key] + value if key in sums else value
+        return sums, batch
+
+    def _iteration(self) -> dict[str, Tensor]:
+        """One iteration of the recipe's schedule; its terms in the order of the recipe's updates."""
+        for module in self.recipe.modules.values():
+            module.train()
+        by_update: dict[str, dict[str, Tensor]] = {}
+        batch = None
+        for phase in self.recipe.schedule:
+            by_update[phase.update], batch = self._phase(phase, batch)
+        self.recipe.after_iteration()
+        return {k: v for u in self.recipe.updates for k, v in by_update[u.name].items()}
+
+    def _reduce(self, terms: dict[str, Tensor]) -> dict[str, float]:
+        """Losses averaged over ranks, as floats (one device sync)."""
+        values = torch.stack([t.float().reshape(()) for t in terms.values()])
+        if self.ranks.enabled:
+            dist.all_reduce(values)
+            values /= self.ranks.world
+        return dict(zip(terms, values.tolist(), strict=True))
+
+    def _sample_grid(self) -> None:
+        rows = self.recipe.preview()
+        if not rows:
+            return
+        path = self.runs / "samples" / f"step-{self.step:08d}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        grid = torch.cat([r.detach().float().clamp(0, 1).cpu() for r in rows])
+        save_image(grid, str(path), nrow=rows[0].shape[0], padding=2, pad_value=1.0)
+
+    def _lr_columns(self, lrs: dict[str, float]) -> dict[str, float]:
+        """``lr`` for a single update, ``lr_g``/``lr_d`` for G and D."""
+        if len(lrs) == 1:
+            return {"lr": next(iter(lrs.values()))}
+        return {f"lr_{name.lower()}": lr for name, lr in lrs.items()}
+
+    # -- the loop
+
+    def run(self) -> TrainResult:
+        cfg, ranks, recipe = self.cfg, self.ranks, self.recipe
+        if ranks.main:
+            self.runs.mkdir(parents=True, exist_ok=True)
+        loss_log = LossLog(self.runs, self.step if self.checkpoint else None) if ranks.main else None
+        history: list[dict[str, float]] = []
+        bar = progress_bar(cfg, self.step, ranks.main)
+        totals = [u.total for u in recipe.updates]
+        self._t0 = t_last = time.perf_counter()
+        seen_last = self.images_seen
+        try:
+            while self.step < cfg.steps:
+                factor = cfg.lr_factor(self.step)
+                lrs = {name: opt.set_lr(factor) for name, opt in self.optimizers.items()}
+                terms = self._iteration()
+                self.step += 1
+                bar.update(1)
+                last = self.step == cfg.steps
+                if self.step % cfg.log_every == 0 or last:
+                    losses = self._reduce(terms)
+                    if not all(map(_finite, losses.values())):
+                        raise TrainingError(
+                            f"step {self.step}: a loss is not finite ({losses}); lower --lr or the loss "
+                            "weights, or use --amp bf16 instead of fp16"
+                        )
+                    now = time.perf_counter()
+                    speed = (self.images_seen - seen_last) / max(now - t_last, 1e-9)
+                    t_last, seen_last = now, self.images_seen
+                    row = {"step": self.step, **losses, **self._lr_columns(lrs), "images_per_s": speed,
+                           "wall_time_s": self.wall_time + now - self._t0}
+                    self.last_row = row
+                    history.append(row)
+                    if loss_log is not None:
+                        loss_log.write(row)
+                        shown = {k: f"{v:.4g}" for k, v in losses.items() if k in totals}
+                        bar.set_postfix(shown | {"img/s": f"{speed:.1f}"})
+                if ranks.main and (self.step % cfg.sample_every == 0 or last):
+                    self._sample_grid()
+                if self.step % cfg.checkpoint_every == 0 or last:
+                    self._save_checkpoint()
+        finally:
+            bar.close()
+            if loss_log is not None:
+                loss_log.close()
+        self.wall_time += time.perf_counter() - self._t0
+        replaced = gather(self.ranks, {name: s.replaced for name, s in self.streams.items()})
+        card = self._write_model(replaced) if ranks.main else None
+        if ranks.enabled:
+            dist.barrier()
+        return TrainResult(cfg.out, card, self.step, history)
+
+    def _write_model(self, replaced: list[dict[str, int]]) -> ModelCard:
+        cfg, recipe = self.cfg, self.recipe
+        provenance = {
+            "command": self.command or "",
+            "recipe": cfg.recipe,
+            "steps": self.step,
+            "images_seen": self.images_seen,
+            "batch_size": cfg.batch_size,
+            "global_batch_size": cfg.batch_size * self.ranks.world,
+            "processes": self.ranks.world,
+            **cfg.run_record(),
+            "amp": cfg.amp,
+            "seed": cfg.seed,
+            "wall_time_s": round(self.wall_time, 3),
+            "hardware": hardware_summary(self.device),
+            "torch": torch.__version__,
+            "final_losses": {k: v for k, v in self.last_row.items() if k not in ("step", "wall_time_s")},
+            "finished": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+            **recipe.provenance(),
+        }
+        for name in self.streams:  # draws that hit a file which passed the scan but failed to decode
+            count = sum(r[name] for r in replaced)
+            provenance.setdefault("data", {}).setdefault(name, {})["decode_failures"] = count
+        provenance["run_dir"] = str(self.runs)
+        if self.resumed_from is not None:
+            provenance["resumed_from"] = str(self.resumed_from)
+        card = recipe.card().model_copy(update={"provenance": _toml_safe(provenance)})
+        return save_model(cfg.out, card, weights_to_save(card, recipe.model_to_save()))
 
 
-# ------------------------------------------------------------------------------------------ RNG
+# ---------------------------------------------------------------------------------- records
 
 
-def _rng_state(device: torch.device) -> dict[str, Any]:
-    state: dict[str, Any] = {"torch": torch.get_rng_state(), "python": random.getstate()}
-    if device.type == "cuda":
-        state["cuda"] = torch.cuda.get_rng_state(device)
-    return state
-
-
-def _set_rng_state(state: dict[str, Any], device: torch.device) -> None:
-    torch.set_rng_state(state["torch"])
-    version, internal, gauss = state["python"]
-    random.setstate((version, tuple(internal), gauss))
-    if "cuda" in state and device.type == "cuda":
-        torch.cuda.set_rng_state(state["cuda"], device)
-
-
-def seed_everything(seed: int) -> None:
-    """Seed torch (CPU and every GPU) and Python's random."""
-    torch.manual_seed(seed)
-    random.seed(seed)
-
-
-# -------------------------------------------------------------------------------------- logging
-
-
-def gather(ranks: Distributed, value: Any) -> list[Any]:
-    """value of every rank, in rank order (a collective: every rank must call it)."""
-    if not ranks.enabled:
-        return [value]
-    out: list[Any] = [None] * ranks.world
-    dist.all_gather_object(out, value)
-    return out
-
-
-def rng_tensors(rng_states: list[dict[str, Any]]) -> tuple[dict[str, Tensor], list[Any]]:
-    """Every rank's RNG state as checkpoint tensors (``rng.<rank>.torch/cuda``) and the Python states."""
-    tensors: dict[str, Tensor] = {}
-    for rank, state in enumerate(rng_states):
-        tensors[f"rng.{rank}.torch"] = state["torch"]
-        if "cuda" in state:
-            tensors[f"rng.{rank}.cuda"] = state["cuda"]
-    return tensors, [state["python"] for state in rng_states]
-
-
-def restore_rng(
-    ckpt: Checkpoint, ranks: Distributed, device: torch.device, seed: int, step: int
-) -> int:
-    """Put this rank's RNG back as the checkpoint saved it; returns the rank whose data state to restore.
-
-    With another number of processes the shards cannot continue identically:
-    warn, reseed from (seed, rank, step) and restore rank 0's data position.
-    """
-    meta = ckpt.meta
-    if meta["world"] != ranks.world:
-        log.warning(
-            "checkpoint was written by %d process(es), this run has %d: data shards and RNG states "
-            "start afresh, so the continuation is not identical", meta["world"], ranks.world,
-        )
-        seed_everything(seed + ranks.rank + 104729 * step)
-        return 0
-    rank = ranks.rank
-    state = {"torch": ckpt.tensors[f"rng.{rank}.torch"], "python": meta["python_rng"][rank]}
-    if f"rng.{rank}.cuda" in ckpt.tensors:
-        state["cuda"] = ckpt.tensors[f"rng.{rank}.cuda"]
-    _set_rng_state(state, device)
-    return rank
-
-
-class _LossLog:
+class LossLog:
     """CSV rows (step, losses, lr, images/s, wall time) and, if tensorboard is installed, events."""
 
     def __init__(self, folder: Path, resume_step: int | None) -> None:
@@ -350,7 +437,7 @@ class _Progress(tqdm):
                 self._redirect = None
 
 
-def progress_bar(cfg: TrainConfig, initial: int, main: bool) -> tqdm:
+def progress_bar(cfg: RunConfig, initial: int, main: bool) -> tqdm:
     """A progress bar over cfg.steps from initial (shown on the main process only)."""
     return _Progress(
         # no bar off a terminal (None): the step log lines are the progress in a log collector
@@ -380,251 +467,6 @@ def hardware_summary(device: torch.device) -> dict[str, str]:
     return out
 
 
-# --------------------------------------------------------------------------------------- engine
-
-
-@dataclass
-class TrainResult:
-    """What a run produced: the model folder, its card, and the logged rows (one per logged step)."""
-
-    folder: Path
-    card: ModelCard | None
-    step: int
-    history: list[dict[str, float]] = field(default_factory=list)
-
-
-def train(cfg: TrainConfig, build_recipe: Any, command: str | None = None) -> TrainResult:
-    """Train ``build_recipe(cfg, device)`` for ``cfg.steps`` steps; writes the model folder on rank 0."""
-    ranks, device = setup_distributed(cfg.device)
-    try:
-        return _Trainer(cfg, ranks, device, build_recipe, command).run()
-    finally:
-        if ranks.enabled:
-            dist.destroy_process_group()
-
-
-class _Trainer:
-    def __init__(
-        self,
-        cfg: TrainConfig,
-        ranks: Distributed,
-        device: torch.device,
-        build_recipe: Any,
-        command: str | None,
-    ) -> None:
-        self.cfg, self.ranks, self.device, self.command = cfg, ranks, device, command
-        if cfg.resume is None and list_checkpoints(cfg.runs / "checkpoints"):
-            raise ConfigError(
-                f"{cfg.runs / 'checkpoints'} holds checkpoints of an earlier run: continue it with "
-                "--resume latest, or give another --run-dir (or delete them)"
-            )
-        resume, self.checkpoint = resume_checkpoint(cfg.resume, cfg.runs / "checkpoints")
-        self.resumed_from = resume
-        seed_everything(cfg.seed)  # same initialization on every rank
-        self.recipe: Recipe = build_recipe(cfg, device)
-        recipe = self.recipe
-        self.memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
-        recipe.model.to(device=device, memory_format=self.memory_format)
-        if self.checkpoint is not None:
-            try:
-                recipe.trainable.load_state_dict(self.checkpoint.model)
-            except RuntimeError as exc:
-                raise CheckpointError(f"{resume} does not fit this model: {exc}") from exc
-            _warn_changed_settings(self.checkpoint.meta.get("config", {}), cfg)
-        trainable = recipe.trainable
-        if ranks.enabled:
-            trainable = to_sync_batch_norm(trainable)
-            recipe.trainable = trainable
-            ids = [device.index] if device.type == "cuda" else None
-            recipe.net = DistributedDataParallel(trainable, device_ids=ids)
-        else:
-            recipe.net = trainable
-        params = [p for p in trainable.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.Adam(params, lr=cfg.lr)
-        decay, warmup = cfg.lr_decay, cfg.lr_warmup
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda i: min(1.0, (i + 1) / warmup if warmup else 1.0) / (1.0 + decay * i)
-        )
-        self.scaler = torch.amp.GradScaler(device.type, enabled=cfg.amp == "fp16")
-        pin = device.type == "cuda"
-        self.streams = {
-            name: BatchStream(
-                f"the {name} folder", ds, cfg, ranks, cfg.seed + 7919 * i, pin, unit="readable images"
-            )
-            for i, (name, ds) in enumerate(recipe.datasets.items())
-        }
-        seed_everything(cfg.seed + ranks.rank)  # training randomness differs per rank
-        self.step, self.images_seen, self.wall_time = 0, 0, 0.0
-        self.last_row: dict[str, float] = {}
-        if self.checkpoint is not None:
-            self._restore(self.checkpoint)
-        self.runs = cfg.runs
-
-    # -- checkpoints
-
-    def _restore(self, ckpt: Checkpoint) -> None:
-        meta = ckpt.meta
-        self.optimizer.load_state_dict(ckpt.optimizer)
-        self.scheduler.load_state_dict(meta["scheduler"])
-        if meta.get("scaler"):
-            self.scaler.load_state_dict(meta["scaler"])
-        self.step, self.images_seen, self.wall_time = meta["step"], meta["images_seen"], meta["wall_time_s"]
-        self.last_row = meta.get("last_losses", {})
-        rank = restore_rng(ckpt, self.ranks, self.device, self.cfg.seed, self.step)
-        for name, stream in self.streams.items():
-            stream.restore(meta["data"][rank][name])
-
-    def _save_checkpoint(self) -> None:
-        data = {name: s.state() for name, s in self.streams.items()}
-        states = gather(self.ranks, {"rng": _rng_state(self.device), "data": data})
-        if not self.ranks.main:
-            return
-        tensors, python_rng = rng_tensors([state["rng"] for state in states])
-        meta = {
-            "step": self.step,
-            "images_seen": self.images_seen,
-            "wall_time_s": self.wall_time + (time.perf_counter() - self._t0),
-            "world": self.ranks.world,
-            "scheduler": self.scheduler.state_dict(),
-            "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else {},
-            "python_rng": python_rng,
-            "data": [s["data"] for s in states],
-            "config": self.cfg.model_dump(mode="json"),
-            "last_losses": self.last_row,
-        }
-        folder = self.runs / "checkpoints"
-        # the part that learns: frozen encoders are rebuilt from their own weights on resume
-        ckpt = Checkpoint(self.recipe.trainable.state_dict(), self.optimizer.state_dict(), tensors, meta)
-        save_checkpoint(checkpoint_path(folder, self.step), ckpt)
-        prune_checkpoints(folder, self.cfg.keep_checkpoints)
-
-    # -- one step
-
-    def _batch(self) -> dict[str, Tensor]:
-        return {
-            name: s.next().to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
-            for name, s in self.streams.items()
-        }
-
-    def _train_step(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
-        cfg = self.cfg
-        with torch.autocast(self.device.type, dtype=_AMP.get(cfg.amp), enabled=cfg.amp != "none"):
-            total, terms = self.recipe.loss(batch, self.step + 1)
-        self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(total).backward()
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-        self.scheduler.step()
-        return total, terms
-
-    def _reduce(self, total: Tensor, terms: dict[str, Tensor]) -> dict[str, float]:
-        """Losses averaged over ranks, as floats (one device sync)."""
-        names = ["loss", *terms]
-        values = torch.stack([total.detach().float(), *(t.detach().float() for t in terms.values())])
-        if self.ranks.enabled:
-            dist.all_reduce(values)
-            values /= self.ranks.world
-        return dict(zip(names, values.tolist(), strict=True))
-
-    def _sample_grid(self) -> None:
-        rows = self.recipe.preview()
-        if rows is None:
-            return
-        content, style, output = rows
-        path = self.runs / "samples" / f"step-{self.step:08d}.png"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        grid = torch.cat([content, style, output]).detach().float().clamp(0, 1).cpu()
-        save_image(grid, str(path), nrow=content.shape[0], padding=2, pad_value=1.0)
-
-    # -- the loop
-
-    def run(self) -> TrainResult:
-        cfg, ranks, recipe = self.cfg, self.ranks, self.recipe
-        if ranks.main:
-            self.runs.mkdir(parents=True, exist_ok=True)
-        loss_log = _LossLog(self.runs, self.step if self.checkpoint else None) if ranks.main else None
-        history: list[dict[str, float]] = []
-        bar = progress_bar(cfg, self.step, ranks.main)
-        recipe.trainable.train()
-        self._t0 = t_last = time.perf_counter()
-        step_last = self.step
-        per_step = cfg.batch_size * ranks.world
-        try:
-            while self.step < cfg.steps:
-                lr = self.optimizer.param_groups[0]["lr"]
-                total, terms = self._train_step(self._batch())
-                self.step += 1
-                self.images_seen += per_step
-                bar.update(1)
-                last = self.step == cfg.steps
-                if self.step % cfg.log_every == 0 or last:
-                    losses = self._reduce(total, terms)
-                    if not all(map(_finite, losses.values())):
-                        raise TrainingError(
-                            f"step {self.step}: the loss is not finite ({losses}); lower --lr or the loss "
-                            "weights, or use --amp bf16 instead of fp16"
-                        )
-                    now = time.perf_counter()
-                    speed = (self.step - step_last) * per_step / max(now - t_last, 1e-9)
-                    t_last, step_last = now, self.step
-                    row = {"step": self.step, **losses, "lr": lr, "images_per_s": speed,
-                           "wall_time_s": self.wall_time + now - self._t0}
-                    self.last_row = row
-                    history.append(row)
-                    if loss_log is not None:
-                        loss_log.write(row)
-                        shown = {k: f"{v:.4g}" for k, v in losses.items()}
-                        bar.set_postfix(shown | {"img/s": f"{speed:.1f}"})
-                if ranks.main and (self.step % cfg.sample_every == 0 or last):
-                    self._sample_grid()
-                if self.step % cfg.checkpoint_every == 0 or last:
-                    self._save_checkpoint()
-        finally:
-            bar.close()
-            if loss_log is not None:
-                loss_log.close()
-        self.wall_time += time.perf_counter() - self._t0
-        replaced = gather(self.ranks, {name: s.replaced for name, s in self.streams.items()})
-        card = self._write_model(replaced) if ranks.main else None
-        if ranks.enabled:
-            dist.barrier()
-        return TrainResult(cfg.out, card, self.step, history)
-
-    def _write_model(self, replaced: list[dict[str, int]]) -> ModelCard:
-        cfg, recipe = self.cfg, self.recipe
-        provenance = {
-            "command": self.command or "",
-            "recipe": cfg.recipe,
-            "steps": self.step,
-            "images_seen": self.images_seen,
-            "resolution": cfg.image_size,
-            "batch_size": cfg.batch_size,
-            "global_batch_size": cfg.batch_size * self.ranks.world,
-            "processes": self.ranks.world,
-            "lr": cfg.lr,
-            "lr_decay": cfg.lr_decay,
-            "lr_warmup": cfg.lr_warmup,
-            "weights": cfg.loss_weights(),
-            "amp": cfg.amp,
-            "seed": cfg.seed,
-            "wall_time_s": round(self.wall_time, 3),
-            "hardware": hardware_summary(self.device),
-            "torch": torch.__version__,
-            "final_losses": {k: v for k, v in self.last_row.items() if k not in ("step", "wall_time_s")},
-            "finished": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-            **recipe.provenance(),
-        }
-        for name in self.streams:  # draws that hit a file which passed the scan but failed to decode
-            count = sum(r[name] for r in replaced)
-            provenance.setdefault("data", {}).setdefault(name, {})["decode_failures"] = count
-        provenance["run_dir"] = str(self.runs)
-        if self.resumed_from is not None:
-            provenance["resumed_from"] = str(self.resumed_from)
-        card = recipe.card()
-        card = card.model_copy(update={"provenance": _toml_safe(provenance)})
-        return save_model(cfg.out, card, weights_to_save(card, recipe.model))
-
-
 # settings a resumed run may change without changing what it trains
 _RESUMABLE = {
     "steps", "resume", "log_every", "sample_every", "checkpoint_every", "keep_checkpoints", "workers",
@@ -632,7 +474,7 @@ _RESUMABLE = {
 }
 
 
-def _warn_changed_settings(saved: dict[str, Any], cfg: TrainConfig) -> None:
+def _warn_changed_settings(saved: dict[str, Any], cfg: RunConfig) -> None:
     now = cfg.model_dump(mode="json")
     changed = sorted(k for k in now if k not in _RESUMABLE and k in saved and saved[k] != now[k])
     if changed:
@@ -658,12 +500,11 @@ def _toml_safe(value: Any) -> Any:
 
 
 __all__ = [
-    "Distributed",
-    "Recipe",
+    "LossLog",
     "TrainResult",
+    "Trainer",
     "TrainingError",
-    "launched_by_torchrun",
-    "pick_device",
-    "seed_everything",
+    "hardware_summary",
+    "progress_bar",
     "train",
 ]

@@ -1,4 +1,4 @@
-"""The GAN recipes, ``spade`` and ``cgan``, and the loop that trains them.
+"""The GAN recipes, ``spade`` and ``cgan``: two optimizer updates each, trained by the one trainer.
 
 * ``spade`` (Park et al. 2019, NVlabs/SPADE's defaults): :class:`SPADEGenerator`
   (any SPADE-block norm: ``spade:instance:3x3``, ``spade:sync_batch:3x3``,
@@ -15,78 +15,41 @@
   ``n_dis`` D updates, each on a fresh real batch, then one G update with
   uniformly drawn classes.
 
-The loop gives the GANs what :mod:`stylenorm.train.engine` gives the style
-recipes, with two optimizers: seeded resumable data, AMP (one GradScaler per
-optimizer), torchrun DDP (batch statistics made cross-process first), a
-progress bar, the CSV loss log, sample grids, atomic safetensors checkpoints
-with everything an exact resume needs (both networks, both optimizers, the
-EMA of G, scalers, RNG states, data positions) and, on rank 0, the model
-folder: the generator only (its moving average when ``--ema`` is set).
+Each declares its updates (``G``, ``D``) and the order of one iteration
+(:class:`~stylenorm.train.base.Phase`); :mod:`stylenorm.train.engine` does the
+rest as for the style recipes. The checkpoint holds G, D and the moving average
+of G (``--ema``); the model folder stores the generator only (its moving
+average when set).
 """
 
 from __future__ import annotations
 
 import copy
-import datetime
 import json
 import logging
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.distributed as dist
 from torch import Tensor, nn
-from torch.nn.parallel import DistributedDataParallel
 from torch.nn.utils import parametrize
 from torch.utils.data import Dataset
-from torchvision.utils import save_image
 
 from stylenorm.data import DataError, ImageFolder
 from stylenorm.data.layouts import LAYOUT_PRESETS, get_layout, label_file
 from stylenorm.data.scenes import PALETTE, SCENE_CLASSES, SyntheticScenes
 from stylenorm.data.segmentation import PairedTransform, SegmentationDataset, instance_edges
 from stylenorm.gan_losses import VGGLoss, feature_matching_loss, hinge_g_loss, kl_divergence
-from stylenorm.models import weights_to_save
 from stylenorm.nets.cgan import ClassConditionalGenerator
 from stylenorm.nets.discriminators import MultiscaleDiscriminator, ProjectionDiscriminator
 from stylenorm.nets.spade import SPADEGenerator
 from stylenorm.nets.vgg import encoder_provenance
-from stylenorm.norm import to_sync_batch_norm
-from stylenorm.repository import ModelCard, save_model
+from stylenorm.repository import ModelCard
 from stylenorm.synthesize import colorize_labels, default_palette
-from stylenorm.train.checkpoint import (
-    Checkpoint,
-    CheckpointError,
-    checkpoint_path,
-    flatten_optimizer,
-    list_checkpoints,
-    prune_checkpoints,
-    resume_checkpoint,
-    save_checkpoint,
-    unflatten_optimizer,
-)
-from stylenorm.train.config import CGANConfig, ConfigError, GANConfig, SpadeConfig
-from stylenorm.train.engine import (
-    BatchStream,
-    Distributed,
-    TrainingError,
-    TrainResult,
-    _finite,
-    _LossLog,
-    _rng_state,
-    _toml_safe,
-    _warn_changed_settings,
-    gather,
-    hardware_summary,
-    progress_bar,
-    restore_rng,
-    rng_tensors,
-    seed_everything,
-    setup_distributed,
-)
+from stylenorm.train.base import Phase, Recipe, Update
+from stylenorm.train.config import CGANConfig, GANConfig, SpadeConfig
 from stylenorm.train.style import build_encoder, encoder_depth
 
 log = logging.getLogger(__name__)
@@ -94,7 +57,6 @@ log = logging.getLogger(__name__)
 PREVIEW = 4  # samples per sample-grid row
 VGG_DEPTH, VGG_LAST = 19, "relu5_1"
 _SEED_MASK = (1 << 63) - 1
-_OPTIM_D = "optim_d.state."  # D's optimizer tensors in a checkpoint (G's use the checkpoint's own slot)
 _OUTPUT = "RGB float in [0, 1], (N, 3, H, W)"
 
 
@@ -382,6 +344,62 @@ class GANModules(nn.Module):
 # ------------------------------------------------------------------------------------------ recipes
 
 
+class _GANRecipe(Recipe):
+    """What spade and cgan share: G and D with their own Adam (TTUR lrs, the recipe's betas), the
+    optional moving average of G (checkpointed as module ``ema``, saved instead of G), one data stream."""
+
+    generator: nn.Module
+    discriminator: nn.Module
+    g_module: nn.Module  # what G's update trains (the generator, or its training forward)
+    stream: str  # the name of the data stream (and of its provenance entry)
+
+    def _setup(self, cfg: GANConfig, dataset: Dataset) -> None:
+        self.datasets = {self.stream: dataset}
+        self.g_net: nn.Module = self.g_module  # the trainer puts DDP wrappers here under torchrun
+        self.d_net: nn.Module = self.discriminator
+        lr_g, lr_d = cfg.lrs
+        self.updates = [
+            Update("G", self.g_module, self.g_loss, lr_g, cfg.betas, "g_loss", "g_net"),
+            Update("D", self.discriminator, self.d_loss, lr_d, cfg.betas, "d_loss", "d_net"),
+        ]
+        self.modules = {"G": self.generator, "D": self.discriminator}
+        self.ema = MovingAverage(self.generator, cfg.ema) if cfg.ema > 0 else None
+        if self.ema is not None:
+            self.modules["ema"] = self.ema.module
+
+    def g_loss(self, batch: Any) -> tuple[Tensor, dict[str, Tensor]]:
+        """G's weighted total and terms for a batch (cgan: None, classes and z are drawn)."""
+        raise NotImplementedError
+
+    def d_loss(self, batch: Any) -> tuple[Tensor, dict[str, Tensor]]:
+        """D's weighted total and terms for a batch."""
+        raise NotImplementedError
+
+    def stream_seed(self, index: int) -> int:
+        """The seed the GAN loop gave its one stream before the trainers were one (old checkpoints
+        continue exactly)."""
+        return int(self.config.seed) + 7919 * (index + 1)
+
+    def stream_description(self, name: str) -> tuple[str, str]:
+        return "the dataset", "samples"
+
+    def load_states(self, states: dict[str, dict[str, Tensor]]) -> None:
+        """G and D; the EMA of G too, or, from a checkpoint without one, the average starts at G."""
+        if self.ema is not None and "ema" not in states:
+            log.warning("the checkpoint has no EMA of G: the average starts from the current G")
+            states = states | {"ema": states.get("G", {})}
+        super().load_states(states)
+
+    def after_iteration(self) -> None:
+        if self.ema is not None:
+            self.ema.update(self.generator)
+
+    def model_to_save(self) -> nn.Module:
+        """G, D and (re-converged for its spectral norms) the EMA of G, which the folder stores if set."""
+        ema = self.ema.for_saving() if self.ema is not None else None
+        return GANModules(self.generator, self.discriminator, ema)
+
+
 class _SpadeForward(nn.Module):
     """G's training forward as one module (DDP then sees the encoder too): (segmap, real) -> (fake, μ, σ²)."""
 
@@ -398,10 +416,11 @@ class _SpadeForward(nn.Module):
         return g(segmap), None, None
 
 
-class SpadeRecipe:
+class SpadeRecipe(_GANRecipe):
     """SPADE: G, then D, on each batch of label maps (see the module docstring)."""
 
-    g_first = True
+    stream = "pairs"
+    schedule = (Phase("G"), Phase("D", batch="same"))
 
     def __init__(self, cfg: SpadeConfig, device: torch.device) -> None:
         self.config = cfg
@@ -431,9 +450,8 @@ class SpadeRecipe:
         )
         self.semantic_nc = self.generator.semantic_nc
         self.discriminator = MultiscaleDiscriminator(self.semantic_nc + 3, cfg.num_d, cfg.ndf, cfg.n_layers_d)
-        self.g_module: nn.Module = _SpadeForward(self.generator)
-        self.g_net: nn.Module = self.g_module  # the trainer swaps in DDP wrappers under torchrun
-        self.d_net: nn.Module = self.discriminator
+        self.g_module = _SpadeForward(self.generator)
+        self._setup(cfg, self.dataset)
         self._fake: Tensor | None = None
         self._last: tuple[Tensor, Tensor, Tensor] | None = None
 
@@ -450,10 +468,6 @@ class SpadeRecipe:
         if self.use_instance:
             segmap = torch.cat([segmap, batch["edges"].to(segmap.dtype)], 1)
         return segmap, batch["image"] * 2 - 1
-
-    def batch_images(self, batch: dict[str, Tensor]) -> int:
-        """Real images a step reads."""
-        return batch["label"].shape[0]
 
     # -- losses
 
@@ -571,10 +585,10 @@ class SpadeRecipe:
         return out
 
 
-class CGANRecipe:
+class CGANRecipe(_GANRecipe):
     """SNGAN projection cGAN: ``n_dis`` D updates on fresh real batches, then one G update."""
 
-    g_first = False
+    stream = "classes"
 
     def __init__(self, cfg: CGANConfig, device: torch.device) -> None:
         self.config, self.device = cfg, device
@@ -585,15 +599,11 @@ class CGANRecipe:
             k, cfg.z_dim, cfg.ngf, cfg.image_size, cfg.norm, cfg.g_spectral
         )
         self.discriminator = ProjectionDiscriminator(k, cfg.ndf, cfg.image_size)
-        self.g_module: nn.Module = self.generator
-        self.g_net: nn.Module = self.generator
-        self.d_net: nn.Module = self.discriminator
+        self.g_module = self.generator
+        self._setup(cfg, self.dataset)
+        self.schedule = (Phase("D", repeat=cfg.n_dis), Phase("G", batch="none"))
         self._fakes: Tensor | None = None
         self._real: Tensor | None = None
-
-    def batch_images(self, batch: dict[str, Tensor]) -> int:
-        """Real images a D step reads."""
-        return batch["image"].shape[0]
 
     def _noise(self, n: int, device: torch.device) -> tuple[Tensor, Tensor]:
         z = torch.randn(n, self.config.z_dim, device=device)
@@ -670,295 +680,7 @@ class CGANRecipe:
         }
 
 
-RECIPES = {"spade": SpadeRecipe, "cgan": CGANRecipe}
-
-
-# ------------------------------------------------------------------------------------------ the loop
-
-
-def train_gan(cfg: GANConfig, command: str | None = None) -> TrainResult:
-    """Train cfg's GAN recipe for cfg.steps iterations; writes the model folder on rank 0."""
-    ranks, device = setup_distributed(cfg.device)
-    try:
-        return _GANTrainer(cfg, ranks, device, command).run()
-    finally:
-        if ranks.enabled:
-            dist.destroy_process_group()
-
-
-def _lr_factor(cfg: GANConfig, step: int) -> float:
-    """The lr multiplier of (0-based) iteration ``step``: 1, then linear towards 0 over lr_decay_steps."""
-    if cfg.lr_decay_steps <= 0:
-        return 1.0
-    return min(1.0, (cfg.steps - step) / cfg.lr_decay_steps)
-
-
-class _GANTrainer:
-    def __init__(self, cfg: GANConfig, ranks: Distributed, device: torch.device, command: str | None) -> None:
-        self.cfg, self.ranks, self.device, self.command = cfg, ranks, device, command
-        if cfg.resume is None and list_checkpoints(cfg.runs / "checkpoints"):
-            raise ConfigError(
-                f"{cfg.runs / 'checkpoints'} holds checkpoints of an earlier run: continue it with "
-                "--resume latest, or give another --run-dir (or delete them)"
-            )
-        resume, ckpt = resume_checkpoint(cfg.resume, cfg.runs / "checkpoints")
-        self.resumed_from = resume
-        seed_everything(cfg.seed)  # same initialization on every rank
-        recipe = RECIPES[cfg.recipe](cfg, device)  # type: ignore[arg-type]
-        self.recipe = recipe
-        self.memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
-        for m in (recipe.generator, recipe.discriminator):
-            m.to(device=device, memory_format=self.memory_format)
-        if ckpt is not None:
-            self._load_nets(ckpt, resume)
-        self.ema = MovingAverage(recipe.generator, cfg.ema) if cfg.ema > 0 else None
-        if ckpt is not None and self.ema is not None:
-            ema_state = {k[4:]: v for k, v in ckpt.tensors.items() if k.startswith("ema.")}
-            if ema_state:
-                self.ema.module.load_state_dict(ema_state)
-            else:
-                log.warning("the checkpoint has no EMA of G: the average starts from the current G")
-        if ranks.enabled:
-            # batch statistics over the global batch; a no-op for instance/group/CLADE-instance norms
-            to_sync_batch_norm(recipe.generator)
-            to_sync_batch_norm(recipe.discriminator)
-            ids = [device.index] if device.type == "cuda" else None
-            recipe.g_net = DistributedDataParallel(recipe.g_module, device_ids=ids)
-            recipe.d_net = DistributedDataParallel(recipe.discriminator, device_ids=ids)
-        lr_g, lr_d = cfg.lrs
-        betas = cfg.betas
-        self.base_lrs = (lr_g, lr_d)
-        g_params = [p for p in recipe.generator.parameters() if p.requires_grad]
-        d_params = [p for p in recipe.discriminator.parameters() if p.requires_grad]
-        self.opt_g = torch.optim.Adam(g_params, lr=lr_g, betas=betas)
-        self.opt_d = torch.optim.Adam(d_params, lr=lr_d, betas=betas)
-        self.scaler_g = torch.amp.GradScaler(device.type, enabled=cfg.amp == "fp16")
-        self.scaler_d = torch.amp.GradScaler(device.type, enabled=cfg.amp == "fp16")
-        pin = device.type == "cuda"
-        self.stream = BatchStream("the dataset", recipe.dataset, cfg, ranks, cfg.seed + 7919, pin)
-        seed_everything(cfg.seed + ranks.rank)  # training randomness differs per rank
-        self.step, self.images_seen, self.wall_time = 0, 0, 0.0
-        self.last_row: dict[str, float] = {}
-        if ckpt is not None:
-            self._restore(ckpt)
-
-    # -- checkpoints
-
-    def _load_nets(self, ckpt: Checkpoint, path: Path | None) -> None:
-        for prefix, module in (("G.", self.recipe.generator), ("D.", self.recipe.discriminator)):
-            state = {k[len(prefix) :]: v for k, v in ckpt.model.items() if k.startswith(prefix)}
-            try:
-                module.load_state_dict(state)
-            except RuntimeError as exc:
-                raise CheckpointError(f"{path} does not fit this model: {exc}") from exc
-        _warn_changed_settings(ckpt.meta.get("config", {}), self.cfg)  # type: ignore[arg-type]
-
-    def _restore(self, ckpt: Checkpoint) -> None:
-        meta = ckpt.meta
-        self.opt_g.load_state_dict(ckpt.optimizer)
-        d_tensors = {
-            "optim.state." + k[len(_OPTIM_D) :]: v for k, v in ckpt.tensors.items() if k.startswith(_OPTIM_D)
-        }
-        self.opt_d.load_state_dict(unflatten_optimizer(d_tensors, meta["optimizer_d"]))
-        if meta.get("scaler_g"):
-            self.scaler_g.load_state_dict(meta["scaler_g"])
-        if meta.get("scaler_d"):
-            self.scaler_d.load_state_dict(meta["scaler_d"])
-        self.step, self.images_seen, self.wall_time = meta["step"], meta["images_seen"], meta["wall_time_s"]
-        self.last_row = meta.get("last_losses", {})
-        rank = restore_rng(ckpt, self.ranks, self.device, self.cfg.seed, self.step)
-        self.stream.restore(meta["data"][rank])
-
-    def _save_checkpoint(self) -> None:
-        states = gather(self.ranks, {"rng": _rng_state(self.device), "data": self.stream.state()})
-        if not self.ranks.main:
-            return
-        recipe = self.recipe
-        tensors, python_rng = rng_tensors([state["rng"] for state in states])
-        d_tensors, d_rest = flatten_optimizer(self.opt_d.state_dict())
-        tensors.update({_OPTIM_D + k[len("optim.state.") :]: v for k, v in d_tensors.items()})
-        if self.ema is not None:
-            tensors.update({f"ema.{k}": v for k, v in self.ema.module.state_dict().items()})
-        model = {f"G.{k}": v for k, v in recipe.generator.state_dict().items()}
-        model.update({f"D.{k}": v for k, v in recipe.discriminator.state_dict().items()})
-        meta = {
-            "step": self.step,
-            "images_seen": self.images_seen,
-            "wall_time_s": self.wall_time + (time.perf_counter() - self._t0),
-            "world": self.ranks.world,
-            "optimizer_d": d_rest,
-            "scaler_g": self.scaler_g.state_dict() if self.scaler_g.is_enabled() else {},
-            "scaler_d": self.scaler_d.state_dict() if self.scaler_d.is_enabled() else {},
-            "python_rng": python_rng,
-            "data": [s["data"] for s in states],
-            "config": self.cfg.model_dump(mode="json"),
-            "last_losses": self.last_row,
-        }
-        folder = self.cfg.runs / "checkpoints"
-        ckpt = Checkpoint(model, self.opt_g.state_dict(), tensors, meta)
-        save_checkpoint(checkpoint_path(folder, self.step), ckpt)
-        prune_checkpoints(folder, self.cfg.keep_checkpoints)
-
-    # -- one iteration
-
-    def _batch(self) -> dict[str, Tensor]:
-        out = {}
-        for name, t in self.stream.next().items():
-            t = t.to(self.device, non_blocking=True)
-            out[name] = t.contiguous(memory_format=self.memory_format) if t.dim() == 4 else t
-        return out
-
-    def _update(
-        self, loss_fn: Any, batch: Any, opt: torch.optim.Optimizer, scaler: torch.amp.GradScaler
-    ) -> tuple[Tensor, dict[str, Tensor]]:
-        cfg = self.cfg
-        amp = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.amp)
-        with torch.autocast(self.device.type, dtype=amp, enabled=cfg.amp != "none"):
-            total, terms = loss_fn(batch)
-        opt.zero_grad(set_to_none=True)
-        scaler.scale(total).backward()
-        scaler.step(opt)
-        scaler.update()
-        return total, terms
-
-    def _iteration(self) -> dict[str, Tensor]:
-        recipe, cfg = self.recipe, self.cfg
-        factor = _lr_factor(cfg, self.step)
-        for opt, base in ((self.opt_g, self.base_lrs[0]), (self.opt_d, self.base_lrs[1])):
-            for group in opt.param_groups:
-                group["lr"] = base * factor
-        recipe.generator.train()
-        recipe.discriminator.train()
-        images = 0
-        if recipe.g_first:
-            batch = self._batch()
-            images = recipe.batch_images(batch)
-            g_total, g_terms = self._update(recipe.g_loss, batch, self.opt_g, self.scaler_g)
-            d_total, d_terms = self._update(recipe.d_loss, batch, self.opt_d, self.scaler_d)
-        else:
-            d_sum: dict[str, Tensor] = {}
-            for _ in range(getattr(cfg, "n_dis", 1)):
-                batch = self._batch()
-                images += recipe.batch_images(batch)
-                d_total, d_terms = self._update(recipe.d_loss, batch, self.opt_d, self.scaler_d)
-                for k, v in d_terms.items():
-                    d_sum[k] = d_sum.get(k, 0) + v.detach() / cfg.n_dis  # type: ignore[attr-defined]
-            d_terms, d_total = d_sum, sum(d_sum.values())  # type: ignore[assignment]
-            g_total, g_terms = self._update(recipe.g_loss, None, self.opt_g, self.scaler_g)
-        if self.ema is not None:
-            self.ema.update(recipe.generator)
-        self.images_seen += images * self.ranks.world
-        return {"g_loss": g_total.detach(), **g_terms, "d_loss": d_total.detach(), **d_terms}
-
-    def _reduce(self, terms: dict[str, Tensor]) -> dict[str, float]:
-        values = torch.stack([t.detach().float().reshape(()) for t in terms.values()])
-        if self.ranks.enabled:
-            dist.all_reduce(values)
-            values /= self.ranks.world
-        return dict(zip(terms, values.tolist(), strict=True))
-
-    def _sample_grid(self) -> None:
-        rows = self.recipe.preview()
-        if not rows:
-            return
-        path = self.cfg.runs / "samples" / f"step-{self.step:08d}.png"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        grid = torch.cat([r.float().clamp(0, 1).cpu() for r in rows])
-        save_image(grid, str(path), nrow=rows[0].shape[0], padding=2, pad_value=1.0)
-
-    def run(self) -> TrainResult:
-        cfg, ranks = self.cfg, self.ranks
-        if ranks.main:
-            cfg.runs.mkdir(parents=True, exist_ok=True)
-        loss_log = _LossLog(cfg.runs, self.step if self.resumed_from else None) if ranks.main else None
-        history: list[dict[str, float]] = []
-        bar = progress_bar(cfg, self.step, ranks.main)
-        self._t0 = t_last = time.perf_counter()
-        seen_last = self.images_seen
-        try:
-            while self.step < cfg.steps:
-                factor = _lr_factor(cfg, self.step)
-                terms = self._iteration()
-                self.step += 1
-                bar.update(1)
-                last = self.step == cfg.steps
-                if self.step % cfg.log_every == 0 or last:
-                    losses = self._reduce(terms)
-                    if not all(map(_finite, losses.values())):
-                        raise TrainingError(
-                            f"step {self.step}: a loss is not finite ({losses}); lower --lr, or use "
-                            "--amp bf16 instead of fp16"
-                        )
-                    now = time.perf_counter()
-                    speed = (self.images_seen - seen_last) / max(now - t_last, 1e-9)
-                    t_last, seen_last = now, self.images_seen
-                    row = {
-                        "step": self.step,
-                        **losses,
-                        "lr_g": self.base_lrs[0] * factor,
-                        "lr_d": self.base_lrs[1] * factor,
-                        "images_per_s": speed,
-                        "wall_time_s": self.wall_time + now - self._t0,
-                    }
-                    self.last_row = row
-                    history.append(row)
-                    if loss_log is not None:
-                        loss_log.write(row)
-                        shown = {k: f"{v:.4g}" for k, v in losses.items() if k in ("g_loss", "d_loss")}
-                        bar.set_postfix(shown | {"img/s": f"{speed:.1f}"})
-                if ranks.main and (self.step % cfg.sample_every == 0 or last):
-                    self._sample_grid()
-                if self.step % cfg.checkpoint_every == 0 or last:
-                    self._save_checkpoint()
-        finally:
-            bar.close()
-            if loss_log is not None:
-                loss_log.close()
-        self.wall_time += time.perf_counter() - self._t0
-        replaced = sum(gather(self.ranks, self.stream.replaced))
-        card = self._write_model(replaced) if ranks.main else None
-        if ranks.enabled:
-            dist.barrier()
-        return TrainResult(cfg.out, card, self.step, history)
-
-    def _write_model(self, replaced: int) -> ModelCard:
-        cfg, recipe = self.cfg, self.recipe
-        lr_g, lr_d = self.base_lrs
-        provenance = {
-            "command": self.command or "",
-            "recipe": cfg.recipe,
-            "steps": self.step,
-            "images_seen": self.images_seen,
-            "batch_size": cfg.batch_size,
-            "global_batch_size": cfg.batch_size * self.ranks.world,
-            "processes": self.ranks.world,
-            "lr_g": lr_g,
-            "lr_d": lr_d,
-            "betas": list(cfg.betas),
-            "ttur": bool(getattr(cfg, "ttur", False)),
-            "lr_decay_steps": cfg.lr_decay_steps,
-            "ema": cfg.ema,
-            "amp": cfg.amp,
-            "seed": cfg.seed,
-            "wall_time_s": round(self.wall_time, 3),
-            "hardware": hardware_summary(self.device),
-            "torch": torch.__version__,
-            "final_losses": {k: v for k, v in self.last_row.items() if k not in ("step", "wall_time_s")},
-            "finished": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-            "decode_failures": replaced,
-            **recipe.provenance(),
-            "run_dir": str(cfg.runs),
-        }
-        if self.resumed_from is not None:
-            provenance["resumed_from"] = str(self.resumed_from)
-        card = recipe.card().model_copy(update={"provenance": _toml_safe(provenance)})
-        ema = self.ema.for_saving() if self.ema is not None else None
-        pair = GANModules(recipe.generator, recipe.discriminator, ema)
-        return save_model(cfg.out, card, weights_to_save(card, pair))
-
-
 __all__ = [
-    "RECIPES",
     "CGANRecipe",
     "ClassFolders",
     "GANModules",
@@ -970,5 +692,4 @@ __all__ = [
     "hinge_parts",
     "read_classes",
     "spade_dataset",
-    "train_gan",
 ]

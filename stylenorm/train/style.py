@@ -1,4 +1,4 @@
-"""The three style-transfer recipes the engine trains: ``fast``, ``multistyle`` and ``adain``.
+"""The style-transfer recipes: ``fast``, ``multistyle``, ``adain`` and ``wct``, one update each.
 
 * ``fast`` (Johnson et al. 2016 with instance norm, as pytorch/examples
   fast_neural_style): TransformerNet, one style image, VGG-16 loss net with
@@ -11,6 +11,8 @@
   content loss MSE(enc(g(t)), t) at the encoder's last layer, mean/std style
   loss over relu1_1 … up to it; weights 1 / 10; optionally SANet's identity
   loss MSE(g(enc(c)), c) on the pixels.
+* ``wct`` (Li et al. 2017): one decoder per encoder level learns to invert
+  the encoder (pixel + feature reconstruction); no style is trained.
 
 Each recipe builds its encoder first, so missing VGG weights are reported
 (MissingWeightsError, naming the file) before any data is read.
@@ -40,6 +42,7 @@ from stylenorm.nets.vgg import encoder_provenance
 from stylenorm.nets.wct import LEVELS as WCT_LEVELS
 from stylenorm.nets.wct import WCTNet
 from stylenorm.repository import ModelCard, load_weights, read_card
+from stylenorm.train.base import Recipe, Update
 from stylenorm.train.config import (
     GRAM_TAPS,
     AdaINConfig,
@@ -161,7 +164,7 @@ def _expand_styles(entries: list[Path]) -> list[Path]:
     return paths
 
 
-class _GramRecipe:
+class _GramRecipe(Recipe):
     """fast and multistyle: a TransformerNet trained against Gram targets of a VGG loss net."""
 
     architecture = "fast"
@@ -189,7 +192,9 @@ class _GramRecipe:
         self.model = self._net().to(device)
         if cfg.init_from is not None:
             init_from_model(self.model, cfg.init_from, cfg.init_style)
-        self.trainable = self.net = self.model
+        self.net = self.model  # the trainer puts its DDP wrapper here under torchrun
+        self.modules = {"net": self.model}
+        self.updates = [Update("net", self.model, self.loss, cfg.lr)]
         self._preview: tuple[Tensor, Tensor, Tensor] | None = None
 
     def _balance(self, device: torch.device) -> dict[str, Tensor]:
@@ -225,7 +230,7 @@ class _GramRecipe:
     def _styles_for(self, batch: dict[str, Tensor], n: int) -> Tensor | None:
         return None
 
-    def loss(self, batch: dict[str, Tensor], step: int) -> tuple[Tensor, dict[str, Tensor]]:
+    def loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         """Content (relu2_2 MSE) + style (Gram MSE, summed over taps) [+ TV], each weighted."""
         cfg = self.config
         x = batch["content"]
@@ -354,7 +359,7 @@ def arbitrary_style_card(
     )
 
 
-class AdaINRecipe:
+class AdaINRecipe(Recipe):
     """Huang & Belongie: the decoder learns to invert AdaIN(enc(content), enc(style))."""
 
     def __init__(self, cfg: AdaINConfig, device: torch.device) -> None:
@@ -365,7 +370,9 @@ class AdaINRecipe:
         self.last = cfg.encoder_layer
         self.taps = cfg.style_taps
         self.layer_weights = cfg.layer_weights()
-        self.trainable = self.net = self.model.decoder
+        self.net = self.model.decoder  # the trainer puts its DDP wrapper here under torchrun
+        self.modules = {"net": self.model.decoder}
+        self.updates = [Update("net", self.model.decoder, self.loss, cfg.lr)]
         self.datasets = {
             name: ImageFolder(folder, cfg.image_size, "random", cfg.load_size, what=f"{name} folder")
             for name, folder in (("content", cfg.content), ("style", cfg.style))
@@ -401,7 +408,7 @@ class AdaINRecipe:
         )
         return scales
 
-    def loss(self, batch: dict[str, Tensor], step: int) -> tuple[Tensor, dict[str, Tensor]]:
+    def loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         """content MSE(enc(g(t)), t) at the last layer + Σ_taps mean/std loss, each weighted."""
         cfg, model = self.config, self.model
         content, style = batch["content"], batch["style"]
@@ -460,7 +467,7 @@ class AdaINRecipe:
         }
 
 
-class WCTRecipe:
+class WCTRecipe(Recipe):
     """Li et al. 2017: one decoder per level learns to invert the encoder (pixel + feature loss)."""
 
     def __init__(self, cfg: WCTConfig, device: torch.device) -> None:
@@ -469,7 +476,9 @@ class WCTRecipe:
         self.levels = tuple(sorted(set(cfg.levels), key=WCT_LEVELS.index))
         encoder = build_encoder(cfg, self.depth, self.levels[-1], device)
         self.model = WCTNet(encoder, self.levels, eps=cfg.eps).to(device)
-        self.trainable = self.net = self.model.decoders
+        self.net = self.model.decoders  # the trainer puts its DDP wrapper here under torchrun
+        self.modules = {"net": self.model.decoders}
+        self.updates = [Update("net", self.model.decoders, self.loss, cfg.lr)]
         content = ImageFolder(cfg.content, cfg.image_size, "random", cfg.load_size, what="content folder")
         self.datasets = {"content": content}
         with torch.no_grad():  # each level's feature term is divided by its features' mean square
@@ -477,7 +486,7 @@ class WCTRecipe:
             self.scales = {level: f.float().square().mean() for level, f in feats.items()}
         self._preview: tuple[Tensor, Tensor, Tensor] | None = None
 
-    def loss(self, batch: dict[str, Tensor], step: int) -> tuple[Tensor, dict[str, Tensor]]:
+    def loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         """Σ over levels: pixel MSE(g_l(f_l(x)), x) + feature MSE(f_l(g_l(f_l(x))), f_l(x)) / scale_l."""
         cfg, encoder = self.config, self.model.encoder
         content = batch["content"]
@@ -526,25 +535,11 @@ class WCTRecipe:
         }
 
 
-RECIPES = {
-    "fast": FastRecipe, "multistyle": MultistyleRecipe, "adain": AdaINRecipe, "wct": WCTRecipe
-}
-
-
-def build_recipe(
-    cfg: TrainConfig, device: torch.device
-) -> FastRecipe | MultistyleRecipe | AdaINRecipe | WCTRecipe:
-    """The recipe object for cfg.recipe, built on device."""
-    return RECIPES[cfg.recipe](cfg, device)  # type: ignore[arg-type]
-
-
 __all__ = [
     "GRAM_CONTENT",
     "GRAM_TAPS",
-    "RECIPES",
     "AdaINRecipe",
     "FastRecipe",
     "MultistyleRecipe",
     "WCTRecipe",
-    "build_recipe",
 ]

@@ -73,20 +73,20 @@ def test_save_and_load_a_checkpoint(tmp_path: Path) -> None:
     model, opt = _trained()
     meta = {"step": 7, "python_rng": [[3, [1, 2], None]], "config": {"lr": 1e-3}}
     rng = torch.get_rng_state()
-    ckpt = Checkpoint(model.state_dict(), opt.state_dict(), {"rng.0.torch": rng}, meta)
+    ckpt = Checkpoint(model.state_dict(), {"net": opt.state_dict()}, {"rng.0.torch": rng}, meta)
     path = save_checkpoint(checkpoint_path(tmp_path / "ck", 7), ckpt)
     assert path.name == "step-00000007.safetensors"
     assert [p.name for p in (tmp_path / "ck").iterdir()] == [path.name]  # no temporary file left behind
     with safe_open(str(path), framework="pt") as f:  # a plain safetensors file: keys + JSON metadata
         keys = set(f.keys())
         assert json.loads(f.metadata()[META_KEY])["step"] == 7
-    assert "model.0.weight" in keys and "optim.state.0.exp_avg" in keys and "rng.0.torch" in keys
+    assert "model.0.weight" in keys and "optim.net.state.0.exp_avg" in keys and "rng.0.torch" in keys
     back = load_checkpoint(path)
     assert back.meta == meta
     assert torch.equal(back.tensors["rng.0.torch"], rng)
     for key, value in model.state_dict().items():
         assert torch.equal(back.model[key], value)
-    assert back.optimizer["param_groups"][0]["betas"] == (0.8, 0.95)
+    assert back.optimizers["net"]["param_groups"][0]["betas"] == (0.8, 0.95)
 
 
 def test_unreadable_and_foreign_files_are_checkpoint_errors(tmp_path: Path) -> None:
@@ -105,7 +105,8 @@ def test_latest_and_prune(tmp_path: Path) -> None:
         latest_checkpoint(tmp_path)
     model, opt = _trained()
     for step in (2, 10, 4, 6):
-        save_checkpoint(checkpoint_path(tmp_path, step), Checkpoint(model.state_dict(), opt.state_dict()))
+        ckpt = Checkpoint(model.state_dict(), {"net": opt.state_dict()})
+        save_checkpoint(checkpoint_path(tmp_path, step), ckpt)
     assert latest_checkpoint(tmp_path).name == "step-00000010.safetensors"
     prune_checkpoints(tmp_path, keep=2)
     assert [s for s, _ in list_checkpoints(tmp_path)] == [6, 10]
@@ -116,7 +117,7 @@ def test_a_damaged_checkpoint_is_refused_and_resume_latest_takes_the_newest_inta
 ) -> None:
     model, opt = _trained()
     for step in (2, 4, 6):
-        state = Checkpoint(model.state_dict(), opt.state_dict(), meta={"step": step})
+        state = Checkpoint(model.state_dict(), {"net": opt.state_dict()}, meta={"step": step})
         save_checkpoint(checkpoint_path(tmp_path, step), state)
     newest = checkpoint_path(tmp_path, 6)
     data = bytearray(newest.read_bytes())
@@ -140,7 +141,7 @@ def test_a_damaged_checkpoint_is_refused_and_resume_latest_takes_the_newest_inta
 
 def test_the_temporary_file_of_a_killed_write_is_removed(tmp_path: Path) -> None:
     model, opt = _trained()
-    save_checkpoint(checkpoint_path(tmp_path, 2), Checkpoint(model.state_dict(), opt.state_dict()))
+    save_checkpoint(checkpoint_path(tmp_path, 2), Checkpoint(model.state_dict(), dict(net=opt.state_dict())))
     stale = tmp_path / ".step-00000004.safetensors.abc123.tmp"  # what atomic_write leaves when killed
     stale.write_bytes(b"half a checkpoint")
     assert resume_checkpoint(None, tmp_path) == (None, None)
@@ -158,12 +159,12 @@ from torch import nn
 from stylenorm.train.checkpoint import Checkpoint, checkpoint_path, save_checkpoint
 model = nn.Linear(64, 64)
 opt = torch.optim.Adam(model.parameters())
-save_checkpoint(checkpoint_path({str(tmp_path)!r}, 1), Checkpoint(model.state_dict(), opt.state_dict()))
+save_checkpoint(checkpoint_path({str(tmp_path)!r}, 1), Checkpoint(model.state_dict(), dict(net=opt.state_dict())))
 def stall(fd):
     print("writing", flush=True)
     time.sleep(60)
 os.fsync = stall
-save_checkpoint(checkpoint_path({str(tmp_path)!r}, 2), Checkpoint(model.state_dict(), opt.state_dict()))
+save_checkpoint(checkpoint_path({str(tmp_path)!r}, 2), Checkpoint(model.state_dict(), dict(net=opt.state_dict())))
 """
     proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
     try:

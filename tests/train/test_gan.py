@@ -24,7 +24,8 @@ from stylenorm.nets.cgan import ClassConditionalGenerator
 from stylenorm.nets.spade import SPADEGenerator
 from stylenorm.synthesize import generate, synthesize
 from stylenorm.train.config import CGANConfig, ConfigError, SpadeConfig, make_config
-from stylenorm.train.gan import SpadeRecipe, train_gan
+from stylenorm.train.engine import train
+from stylenorm.train.gan import SpadeRecipe
 
 CROP = 64
 
@@ -67,7 +68,7 @@ def cgan_settings(data: Path, out: Path, **extra: Any) -> dict[str, Any]:
 @pytest.mark.parametrize("norm", ["spade:instance:3x3", "clade:instance", "spade:group:2:3x3"])
 def test_spade_trains_with_each_norm_and_writes_a_loadable_folder(norm: str, tmp_path: Path) -> None:
     out = tmp_path / "m"
-    result = train_gan(make_config("spade", spade_settings(out, norm=norm)))  # type: ignore[arg-type]
+    result = train(make_config("spade", spade_settings(out, norm=norm)))
     assert [row["step"] for row in result.history] == [1, 2]
     for row in result.history:
         assert all(np.isfinite(v) for v in row.values())
@@ -88,7 +89,7 @@ def test_spade_trains_with_each_norm_and_writes_a_loadable_folder(norm: str, tmp
 
 def test_the_discriminator_learns_on_a_fixed_batch(tmp_path: Path) -> None:
     cfg = make_config("spade", spade_settings(tmp_path / "m", vgg_weight=0.0))
-    recipe = SpadeRecipe(cfg, torch.device("cpu"))  # type: ignore[arg-type]
+    recipe = SpadeRecipe(cfg, torch.device("cpu"))
     batch = {k: torch.stack([recipe.dataset[(i, i)][k] for i in range(2)]) for k in ("label", "image")}
     with torch.no_grad():
         segmap, _ = recipe.inputs(batch)
@@ -111,12 +112,12 @@ def test_spade_resume_continues_exactly(tmp_path: Path) -> None:
     # the encoder (z sampling), EMA and batch statistics all have state a resume must carry
     extra = {"use_vae": True, "z_dim": 8, "ema": 0.9, "norm": "spade:batch:3x3", "steps": 4,
              "checkpoint_every": 2, "flip": True}
-    full = train_gan(make_config("spade", spade_settings(tmp_path / "full", **extra)))  # type: ignore[arg-type]
+    full = train(make_config("spade", spade_settings(tmp_path / "full", **extra)))
     values = spade_settings(tmp_path / "part", **extra)
-    first = train_gan(make_config("spade", values | {"steps": 2}))  # type: ignore[arg-type]
+    first = train(make_config("spade", values | {"steps": 2}))
     with pytest.raises(ConfigError, match="--resume latest"):
-        train_gan(make_config("spade", values))  # type: ignore[arg-type]
-    rest = train_gan(make_config("spade", values | {"resume": "latest"}))  # type: ignore[arg-type]
+        train(make_config("spade", values))
+    rest = train(make_config("spade", values | {"resume": "latest"}))
     assert [r["step"] for r in rest.history] == [3, 4]
     for got, want in zip(first.history + rest.history, full.history, strict=True):
         for key in ("g_loss", "g_gan", "g_feat", "g_vgg", "g_kld", "d_loss", "d_real", "d_fake"):
@@ -133,10 +134,10 @@ def test_spade_resume_continues_exactly(tmp_path: Path) -> None:
 
 
 def test_cgan_trains_resumes_exactly_and_generates(class_folder: Path, tmp_path: Path) -> None:
-    full = train_gan(make_config("cgan", cgan_settings(class_folder, tmp_path / "full", ema=0.5)))  # type: ignore[arg-type]
+    full = train(make_config("cgan", cgan_settings(class_folder, tmp_path / "full", ema=0.5)))
     values = cgan_settings(class_folder, tmp_path / "part", ema=0.5)
-    train_gan(make_config("cgan", values | {"steps": 2}))  # type: ignore[arg-type]
-    rest = train_gan(make_config("cgan", values | {"resume": "latest"}))  # type: ignore[arg-type]
+    train(make_config("cgan", values | {"steps": 2}))
+    rest = train(make_config("cgan", values | {"resume": "latest"}))
     for got, want in zip(rest.history, full.history[2:], strict=True):
         for key in ("g_loss", "d_loss", "d_real", "d_fake"):
             assert np.isfinite(got[key]) and got[key] == pytest.approx(want[key], rel=1e-6, abs=1e-6)
@@ -187,10 +188,10 @@ def test_missing_vgg_weights_are_reported_before_any_data_is_read(tmp_path: Path
     values = spade_settings(tmp_path / "m", encoder="torchvision", encoder_weights=tmp_path / "vgg19.pth",
                             layout="custom", data=tmp_path / "nowhere", label_nc=3)
     with pytest.raises(MissingWeightsError, match=r"VGG-19 weights not found at .*vgg19\.pth"):
-        train_gan(make_config("spade", values))  # type: ignore[arg-type]
+        train(make_config("spade", values))
     values["vgg_weight"] = 0.0  # without the perceptual loss no weights are needed; the data is next
     with pytest.raises(DataError, match="nowhere"):
-        train_gan(make_config("spade", values))  # type: ignore[arg-type]
+        train(make_config("spade", values))
 
 
 def test_custom_labels_out_of_range_name_the_file(tmp_path: Path) -> None:
@@ -199,7 +200,7 @@ def test_custom_labels_out_of_range_name_the_file(tmp_path: Path) -> None:
     values = spade_settings(tmp_path / "m", layout="custom", data=tmp_path / "d", label_nc=4, vgg_weight=0.0)
     message = r"scene_0000\d\.png: label value\(s\) .* outside the valid range 0\.\.3"
     with pytest.raises(DataError, match=message):
-        train_gan(make_config("spade", values))  # type: ignore[arg-type]
+        train(make_config("spade", values))
 
 
 @pytest.mark.parametrize(

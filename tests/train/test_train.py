@@ -89,10 +89,11 @@ def test_loss_falls_when_overfitting_one_batch(recipe: str, data: Data, tmp_path
     batch = {name: torch.stack([ds[i][0] for i in range(2)]) for name, ds in r.datasets.items()}
     if recipe == "multistyle":
         batch["style_index"] = torch.tensor([0, 2])
-    opt = torch.optim.Adam([p for p in r.trainable.parameters() if p.requires_grad], lr=cfg.lr)
+    (update,) = r.updates
+    opt = torch.optim.Adam([p for p in update.module.parameters() if p.requires_grad], lr=cfg.lr)
     losses = []
-    for step in range(1, 21):
-        total, terms = r.loss(batch, step)
+    for _ in range(20):
+        total, terms = update.loss(batch)
         assert set(terms) == {"content", "style"}
         opt.zero_grad()
         total.backward()
@@ -118,7 +119,7 @@ def test_style_layer_weights_scale_each_layers_term(recipe: str, data: Data, tmp
         cfg = make_config(recipe, options)
         recipe_obj = build_recipe(cfg, cpu)
         with torch.no_grad():
-            return recipe_obj.loss(batch, 1)[1]["style"].item()
+            return recipe_obj.loss(batch)[1]["style"].item()
 
     parts = [style_term([float(i == j) for j in range(n_taps)]) for i in range(n_taps)]
     assert all(p > 0 for p in parts)
@@ -133,7 +134,7 @@ def test_adain_identity_loss_is_the_pixel_error_of_decoding_the_content(data: Da
     r = build_recipe(make_config("adain", options), torch.device("cpu"))
     batch = {name: torch.stack([ds[i][0] for i in range(2)]) for name, ds in r.datasets.items()}
     with torch.no_grad():
-        total, terms = r.loss(batch, 1)
+        total, terms = r.loss(batch)
         decoded = r.model.decoder(r.model.encode(batch["content"]))
     assert set(terms) == {"content", "style", "identity"}
     want = 2.0 * (decoded - batch["content"]).square().mean()
@@ -172,7 +173,7 @@ def test_loss_balance_start_divides_each_term_by_its_value_on_the_reference_imag
         divisor = balanced.scales[tap]
         assert (divisor > 0).all()
         with torch.no_grad():
-            r_terms, b_terms = raw.loss(batch, 1)[1], balanced.loss(batch, 1)[1]
+            r_terms, b_terms = raw.loss(batch)[1], balanced.loss(batch)[1]
         if recipe == "adain":
             assert b_terms["style"].item() == pytest.approx(
                 r_terms["style"].item() / divisor.item(), rel=1e-4
