@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from stylenorm.gan_losses import feature_matching_loss, hinge_d_loss, hinge_g_loss
+from stylenorm.losses.gan import feature_matching_loss, hinge_d_loss, hinge_g_loss
 from stylenorm.nets.discriminators import MultiscaleDiscriminator
 from stylenorm.nets.spade import SPADEGenerator, SPADEResBlock
 from stylenorm.runtime import tune_cpu_allocator

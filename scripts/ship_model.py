@@ -22,8 +22,8 @@ from pathlib import Path
 import torch
 
 from stylenorm.imageio import load_image, save_image
+from stylenorm.inference.stylize import resize_to
 from stylenorm.repository import load_weights, read_card, save_model, state_dtype
-from stylenorm.stylize import resize_to
 
 
 def main(argv: list[str] | None = None) -> Path:

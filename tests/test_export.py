@@ -19,8 +19,8 @@ import torch.nn.functional as F
 
 from stylenorm.cli import main
 from stylenorm.errors import ShapeError, SpecError
-from stylenorm.export import adain_onnx_stylize, check_onnx, export_onnx
-from stylenorm.importers import import_fast_neural_style, import_pytorch_adain
+from stylenorm.interop.export import adain_onnx_stylize, check_onnx, export_onnx
+from stylenorm.interop.importers import import_fast_neural_style, import_pytorch_adain
 from stylenorm.models import LoadedModel, build, load, weights_to_save
 from stylenorm.nets import AdaINNet
 from stylenorm.repository import ModelCard, save_model

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 import stylenorm
 from stylenorm.cli import main
 from stylenorm.errors import MissingWeightsError
-from stylenorm.importers import import_fast_neural_style, import_pytorch_adain, read_checkpoint
+from stylenorm.interop.importers import import_fast_neural_style, import_pytorch_adain, read_checkpoint
 from stylenorm.models import load
 from stylenorm.repository import ModelError, read_card
 from tests.reference_nets import (

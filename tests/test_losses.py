@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from stylenorm.errors import ShapeError
-from stylenorm.losses import (
+from stylenorm.losses.style import (
     content_loss,
     gram_matrix,
     gram_style_loss,

@@ -15,11 +15,11 @@ import torch
 from stylenorm import models
 from stylenorm.cli import main
 from stylenorm.errors import SpecError
+from stylenorm.inference.optimise import Cancelled, OptimisationModel, OptimiseOptions, _masked_gram, optimise
+from stylenorm.inference.stylize import stylize
 from stylenorm.nets import VGGEncoder
 from stylenorm.nets.vgg import hed_package_file
-from stylenorm.optimise import Cancelled, OptimisationModel, OptimiseOptions, _masked_gram, optimise
 from stylenorm.repository import ModelCard, read_card
-from stylenorm.stylize import stylize
 
 
 @pytest.fixture(scope="module")

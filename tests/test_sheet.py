@@ -13,8 +13,7 @@ from PIL import Image
 from stylenorm import cli
 from stylenorm.demo import landscape, sunset
 from stylenorm.errors import ShapeError
-from stylenorm.imageio import save_image
-from stylenorm.metrics import (
+from stylenorm.evaluation.metrics import (
     content_distance,
     luminance,
     metric_encoder,
@@ -22,6 +21,7 @@ from stylenorm.metrics import (
     ssim,
     style_distance,
 )
+from stylenorm.imageio import save_image
 
 
 def test_ssim_is_one_for_equal_images_and_falls_with_noise_and_matches_a_global_formula() -> None:
@@ -74,7 +74,7 @@ def test_the_hed_metric_encoder_is_the_pretrained_vgg16() -> None:
     enc = metric_encoder(kind="hed")
     assert enc.fmt == "hed" and enc.depth == 16 and enc.last == "relu4_1"
     content, style = landscape(64), sunset(64)
-    from stylenorm.color import ColorTransfer
+    from stylenorm.inference.color import ColorTransfer
 
     rel = float(relative_style_distance(ColorTransfer()(content, style), content, style, enc)[0])
     assert 0 < rel < 1  # colour transfer moves toward the style by the pretrained features too
@@ -83,7 +83,7 @@ def test_the_hed_metric_encoder_is_the_pretrained_vgg16() -> None:
 
 
 def test_style_distance_is_zero_to_itself_and_colour_transfer_moves_toward_the_style() -> None:
-    from stylenorm.color import ColorTransfer
+    from stylenorm.inference.color import ColorTransfer
 
     content, style = landscape(64), sunset(64)
     assert float(style_distance(content, content)[0]) == pytest.approx(0.0, abs=1e-6)

@@ -15,10 +15,10 @@ import pytest
 from stylenorm import models
 from stylenorm.data.scenes import make_scene
 from stylenorm.demo import landscape
-from stylenorm.metrics import relative_style_distance, ssim
+from stylenorm.evaluation.metrics import relative_style_distance, ssim
+from stylenorm.inference.stylize import named_style, stylize
+from stylenorm.inference.synthesize import colorize_labels, model_palette, synthesize
 from stylenorm.repository import read_card
-from stylenorm.stylize import named_style, stylize
-from stylenorm.synthesize import colorize_labels, model_palette, synthesize
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = REPO / "models"

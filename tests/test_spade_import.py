@@ -24,9 +24,9 @@ from stylenorm.cli import main
 from stylenorm.data.layouts import LAYOUT_PRESETS, get_layout
 from stylenorm.data.segmentation import map_labels
 from stylenorm.errors import ShapeError
-from stylenorm.importers import import_spade, spade_key_from_official
+from stylenorm.inference.synthesize import labels_from_image, synthesize
+from stylenorm.interop.importers import import_spade, spade_key_from_official
 from stylenorm.repository import ModelError
-from stylenorm.synthesize import labels_from_image, synthesize
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -13,16 +13,16 @@ from torch import Tensor, nn
 
 import stylenorm.families.adain as adain_family
 import stylenorm.families.fast as fast_family
-import stylenorm.stylize as stylize_module
+import stylenorm.inference.stylize as stylize_module
 from stylenorm import cli
-from stylenorm.color import rgb_to_lab
 from stylenorm.errors import ShapeError, SpecError
 from stylenorm.imageio import load_image, save_image
+from stylenorm.inference.color import rgb_to_lab
+from stylenorm.inference.stylize import StyleCache, UnknownStyle, preserve_colors, resize_to, stylize
+from stylenorm.inference.tiling import receptive_radius
 from stylenorm.models import LoadedModel, build, load, weights_to_save
 from stylenorm.nets.adain import AdaINNet, coral
 from stylenorm.repository import ModelCard, save_model
-from stylenorm.stylize import StyleCache, UnknownStyle, preserve_colors, resize_to, stylize
-from stylenorm.tiling import receptive_radius
 
 H, W = 72, 100
 

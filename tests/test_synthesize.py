@@ -16,18 +16,18 @@ from stylenorm.cli import main
 from stylenorm.data.scenes import PALETTE, SCENE_CLASSES, make_scene, write_scenes
 from stylenorm.data.segmentation import instance_edges, to_one_hot
 from stylenorm.errors import ShapeError, SpecError, StylenormError
+from stylenorm.evaluation.metrics import ssim
 from stylenorm.imageio import load_image
-from stylenorm.metrics import ssim
-from stylenorm.nets.cgan import ClassConditionalGenerator
-from stylenorm.nets.spade import SPADEGenerator, init_weights
-from stylenorm.repository import ModelCard, ModelError, save_model
-from stylenorm.synthesize import (
+from stylenorm.inference.synthesize import (
     UnknownClass,
     default_palette,
     generate,
     labels_from_image,
     synthesize,
 )
+from stylenorm.nets.cgan import ClassConditionalGenerator
+from stylenorm.nets.spade import SPADEGenerator, init_weights
+from stylenorm.repository import ModelCard, ModelError, save_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -10,10 +10,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from stylenorm.errors import ShapeError, SpecError
-from stylenorm.models import LoadedModel, load
-from stylenorm.nets import AdaINNet, TransformerNet, VGGEncoder
-from stylenorm.stylize import stylize
-from stylenorm.tiling import (
+from stylenorm.inference.stylize import stylize
+from stylenorm.inference.tiling import (
     adain_stylize_tiled,
     receptive_radius,
     tiled_decode,
@@ -21,6 +19,8 @@ from stylenorm.tiling import (
     tiled_sequential,
     transformer_tiled,
 )
+from stylenorm.models import LoadedModel, load
+from stylenorm.nets import AdaINNet, TransformerNet, VGGEncoder
 from tests.test_stylize import RED, TEAL, content_image, make_models, style_image
 
 TOL = 1e-4  # float32: tiles only change the summation order inside the convolutions

@@ -18,10 +18,10 @@ from stylenorm.families.base import (
     check_weights,
     resolve_names,
 )
+from stylenorm.inference.tiling import DEFAULT_TILE, adain_stylize_tiled, tiled_style_stats
 from stylenorm.nets.adain import AdaINNet, StyleStats, coral
 from stylenorm.nets.vgg import VGGEncoder
 from stylenorm.repository import ModelCard
-from stylenorm.tiling import DEFAULT_TILE, adain_stylize_tiled, tiled_style_stats
 
 if TYPE_CHECKING:
     from stylenorm.models import LoadedModel
@@ -125,12 +125,12 @@ class AdaINFamily(StatisticsFamily):
         return net.stylize(content.to(device), stats, weights, alpha, masks_dev, False)
 
     def export_onnx(self, module: nn.Module, path: Path, opset: int, props: dict[str, str]) -> list[Path]:
-        from stylenorm.export import export_adain
+        from stylenorm.interop.export import export_adain
 
         return export_adain(module, path, opset, props)
 
     def check_onnx(self, module: nn.Module, paths: list[Path], sample: tuple[Tensor, ...]) -> float:
-        from stylenorm.export import check_adain
+        from stylenorm.interop.export import check_adain
 
         return check_adain(module, paths, sample)
 

@@ -3,7 +3,7 @@
 A *family* is what a model card's ``architecture`` names: how to build its module, what a request may
 ask of it (its :class:`Capabilities`, which the HTTP API and the web page show), how to run one
 request, how to run a batch of them (the server's batcher), a warm-up request, and whether it exports
-to ONNX. The library's :func:`stylenorm.stylize.stylize`, the CLI, the sheet, export and the server
+to ONNX. The library's :func:`stylenorm.inference.stylize.stylize`, the CLI, the sheet, export and the server
 dispatch through it; nothing outside a family's module compares architecture names.
 """
 
@@ -22,10 +22,10 @@ from stylenorm.errors import ShapeError, SpecError, StylenormError
 from stylenorm.repository import ModelCard, ModelError
 
 if TYPE_CHECKING:
+    from stylenorm.inference.optimise import OptimiseOptions
+    from stylenorm.inference.stylize import StyleCache
     from stylenorm.models import LoadedModel
     from stylenorm.nets.adain import StyleStats
-    from stylenorm.optimise import OptimiseOptions
-    from stylenorm.stylize import StyleCache
 
 MIN_SIDE = 16  # the smallest image side every family handles (reflection pads need a few pixels per level)
 MAX_STYLES = 16  # styles (and masks) per request: more is a mistake or an attack, not a use
@@ -147,7 +147,7 @@ class Family:
 
     def export_onnx(self, module: nn.Module, path: Path, opset: int, props: dict[str, str]) -> list[Path]:
         """Write the ONNX graph(s) of module (a portable copy) at path; returns the files (families with
-        ``exportable``; the graphs are built by :mod:`stylenorm.export`)."""
+        ``exportable``; the graphs are built by :mod:`stylenorm.interop.export`)."""
         raise SpecError(f"{self.name} models do not export to ONNX")
 
     def check_onnx(self, module: nn.Module, paths: list[Path], sample: tuple[Tensor, ...]) -> float:

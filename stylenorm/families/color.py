@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor, nn
 
-from stylenorm.color import ColorTransfer
 from stylenorm.errors import SpecError
 from stylenorm.families.base import (
     Capabilities,
@@ -17,6 +16,7 @@ from stylenorm.families.base import (
     refuse,
     resolve_names,
 )
+from stylenorm.inference.color import ColorTransfer
 from stylenorm.repository import ModelCard
 
 if TYPE_CHECKING:

@@ -9,9 +9,9 @@ import torch
 from torch import Tensor, nn
 
 from stylenorm.families.base import Capabilities, Family, Request, preserve_colors, refuse
+from stylenorm.inference.tiling import transformer_tiled
 from stylenorm.nets.transformer import TransformerNet
 from stylenorm.repository import ModelCard
-from stylenorm.tiling import transformer_tiled
 
 if TYPE_CHECKING:
     from stylenorm.families.base import BatchRow
@@ -62,11 +62,11 @@ class FastFamily(Family):
         return model.module(contents)
 
     def export_onnx(self, module: nn.Module, path: Path, opset: int, props: dict[str, str]) -> list[Path]:
-        from stylenorm.export import export_transformer
+        from stylenorm.interop.export import export_transformer
 
         return export_transformer(module, path, opset, props)
 
     def check_onnx(self, module: nn.Module, paths: list[Path], sample: tuple[Tensor, ...]) -> float:
-        from stylenorm.export import check_transformer
+        from stylenorm.interop.export import check_transformer
 
         return check_transformer(module, paths, sample)

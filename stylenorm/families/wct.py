@@ -77,11 +77,11 @@ class WCTFamily(Family):
         return preserve_colors(out.float().clamp(0, 1), content) if request.preserve_color else out
 
     def export_onnx(self, module: nn.Module, path: Path, opset: int, props: dict[str, str]) -> list[Path]:
-        from stylenorm.export import export_wct
+        from stylenorm.interop.export import export_wct
 
         return export_wct(module, path, opset, props)
 
     def check_onnx(self, module: nn.Module, paths: list[Path], sample: tuple[Tensor, ...]) -> float:
-        from stylenorm.export import check_wct
+        from stylenorm.interop.export import check_wct
 
         return check_wct(module, paths, sample)

@@ -10,7 +10,7 @@ mixed (mean, std) of its styles (the mix of the statistics, AdaIN being linear i
 
 Jobs with masks, preserve_color or a content large enough to need tiles,
 and synthesis/generation jobs, run alone through the library functions. The
-results equal :func:`stylenorm.stylize.stylize` for each request (the tests
+results equal :func:`stylenorm.inference.stylize.stylize` for each request (the tests
 hold them to 1e-4). Statistics of named styles are computed once per model;
 uploaded styles are cached by the SHA-256 of their bytes.
 
@@ -44,11 +44,11 @@ from torch import Tensor
 from stylenorm.families import BatchRow, family_of
 from stylenorm.families.base import mix_weights
 from stylenorm.imageio import WEB_FORMATS, load_image
+from stylenorm.inference.stylize import StyleCache, named_style, resize_to, stylize
 from stylenorm.models import LoadedModel
 from stylenorm.nets.adain import StyleStats
 from stylenorm.server.errors import ApiError
 from stylenorm.server.metrics import Metrics
-from stylenorm.stylize import StyleCache, named_style, resize_to, stylize
 
 log = logging.getLogger("stylenorm.server.engine")
 

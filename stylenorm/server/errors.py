@@ -22,8 +22,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from stylenorm.errors import ShapeError, SpecError, StylenormError
 from stylenorm.imageio import CorruptImage, ImageError, ImageTooLarge, UnsupportedImage
+from stylenorm.inference.stylize import UnknownStyle
 from stylenorm.logs import request_id
-from stylenorm.stylize import UnknownStyle
 
 log = logging.getLogger("stylenorm.server")
 
@@ -114,7 +114,8 @@ def from_library(exc: StylenormError) -> ApiError:
         return ApiError(422, "corrupt_image", message)
     if isinstance(exc, UnknownStyle):
         return ApiError(404, "unknown_style", message)
-    if type(exc).__name__ == "UnknownClass":  # stylenorm.synthesize's, not imported here to stay light
+    # stylenorm.inference.synthesize's UnknownClass, not imported here to stay light
+    if type(exc).__name__ == "UnknownClass":
         return ApiError(404, "unknown_class", message)
     if isinstance(exc, ShapeError | SpecError):
         return ApiError(422, "invalid_parameters", message)

@@ -48,12 +48,12 @@ def warm(state: ServerState, served: ServedModel) -> None:
             engine.run_now(engine.new_job(model, "stylize", warmup_work(model)))
             engine.run_now(engine.new_job(model, "stylize", warmup_work(model, WARMUP_SIDE)))
         elif served.kind == "synthesize":
-            from stylenorm.synthesize import native_size, synthesize
+            from stylenorm.inference.synthesize import native_size, synthesize
 
             h, w = native_size(model)
             synthesize(model, torch.zeros(1, h, w, dtype=torch.long), None, 0)
         elif served.kind == "generate":
-            from stylenorm.synthesize import generate, model_classes
+            from stylenorm.inference.synthesize import generate, model_classes
 
             generate(model, model_classes(model)[0], 1, 0)
 

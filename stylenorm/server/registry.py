@@ -27,8 +27,8 @@ log = logging.getLogger("stylenorm.server.registry")
 
 # kind -> (module, function) it needs beyond the model itself
 _NEEDS = {
-    "synthesize": ("stylenorm.synthesize", "synthesize"),
-    "generate": ("stylenorm.synthesize", "generate"),
+    "synthesize": ("stylenorm.inference.synthesize", "synthesize"),
+    "generate": ("stylenorm.inference.synthesize", "generate"),
 }
 
 

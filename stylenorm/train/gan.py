@@ -41,13 +41,13 @@ from stylenorm.data import DataError, ImageFolder
 from stylenorm.data.layouts import LAYOUT_PRESETS, get_layout, label_file
 from stylenorm.data.scenes import PALETTE, SCENE_CLASSES, SyntheticScenes
 from stylenorm.data.segmentation import PairedTransform, SegmentationDataset, instance_edges
-from stylenorm.gan_losses import VGGLoss, feature_matching_loss, hinge_g_loss, kl_divergence
+from stylenorm.inference.synthesize import colorize_labels, default_palette
+from stylenorm.losses.gan import VGGLoss, feature_matching_loss, hinge_g_loss, kl_divergence
 from stylenorm.nets.cgan import ClassConditionalGenerator
 from stylenorm.nets.discriminators import MultiscaleDiscriminator, ProjectionDiscriminator
 from stylenorm.nets.spade import SPADEGenerator
 from stylenorm.nets.vgg import encoder_provenance
 from stylenorm.repository import ModelCard
-from stylenorm.synthesize import colorize_labels, default_palette
 from stylenorm.train.base import Phase, Recipe, Update
 from stylenorm.train.config import CGANConfig, GANConfig, SpadeConfig
 from stylenorm.train.style import build_encoder, encoder_depth

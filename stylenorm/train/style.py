@@ -29,7 +29,7 @@ import torchvision.transforms.functional as TF
 from torch import Tensor, nn
 
 from stylenorm.data import DataError, ImageFolder, find_images, load_training_image
-from stylenorm.losses import (
+from stylenorm.losses.style import (
     content_loss,
     gram_matrix,
     gram_style_loss,

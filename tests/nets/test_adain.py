@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from stylenorm.color import ColorTransfer, lab_to_rgb, rgb_to_lab
 from stylenorm.errors import ShapeError
+from stylenorm.inference.color import ColorTransfer, lab_to_rgb, rgb_to_lab
 from stylenorm.nets import AdaINNet, VGGEncoder, coral
 from stylenorm.norm import style_moments
 

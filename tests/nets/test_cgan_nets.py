@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from stylenorm.errors import ShapeError, SpecError
-from stylenorm.gan_losses import hinge_d_loss, hinge_g_loss
+from stylenorm.losses.gan import hinge_d_loss, hinge_g_loss
 from stylenorm.nets.cgan import ClassConditionalGenerator
 from stylenorm.nets.discriminators import ProjectionDiscriminator
 from stylenorm.norm import EmbeddingAffine, Normalization

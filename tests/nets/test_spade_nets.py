@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from stylenorm.errors import ShapeError, SpecError
-from stylenorm.gan_losses import (
+from stylenorm.losses.gan import (
     VGG_WEIGHTS,
     VGGLoss,
     feature_matching_loss,

@@ -23,11 +23,11 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 from stylenorm.errors import MissingWeightsError, SpecError
+from stylenorm.inference.tiling import tiled_encode
 from stylenorm.models import encoder_from
 from stylenorm.nets import AdaINNet, VGGEncoder, load_vgg_weights
 from stylenorm.nets import vgg as vgg_module
 from stylenorm.nets.vgg import HED_SCALE
-from stylenorm.tiling import tiled_encode
 from stylenorm.train.style import encoder_depth
 
 TAPS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3", "relu5_3")

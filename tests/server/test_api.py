@@ -12,8 +12,8 @@ import torch
 from PIL import Image
 
 from stylenorm.imageio import load_image
+from stylenorm.inference.stylize import stylize
 from stylenorm.models import load
-from stylenorm.stylize import stylize
 from tests.server.conftest import GALLERY, LiveServer, decode, image_bytes, settings_for
 
 

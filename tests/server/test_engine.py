@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from stylenorm.inference.stylize import stylize
 from stylenorm.models import LoadedModel, load
 from stylenorm.server.engine import Engine, StyleRef, StylizeWork
 from stylenorm.server.errors import ApiError
-from stylenorm.stylize import stylize
 
 TOL = 1e-4
 

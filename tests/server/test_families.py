@@ -13,9 +13,9 @@ import pytest
 from PIL import Image
 
 from stylenorm.families import FAMILIES, Family, register, unregister
+from stylenorm.inference.stylize import stylize
 from stylenorm.models import build, load, weights_to_save
 from stylenorm.repository import ModelCard, save_model
-from stylenorm.stylize import stylize
 from tests.server.conftest import image_bytes, live_server
 from tests.server.toy_family import NegativeFamily
 

@@ -16,12 +16,12 @@ import pytest
 import torch
 
 from stylenorm.imageio import load_image
+from stylenorm.inference.optimise import OptimiseOptions
+from stylenorm.inference.stylize import stylize
 from stylenorm.models import load
-from stylenorm.optimise import OptimiseOptions
 from stylenorm.repository import ModelCard, save_model
 from stylenorm.server.errors import ApiError
 from stylenorm.server.jobs import Job, JobRunner
-from stylenorm.stylize import stylize
 from tests.server.conftest import image_bytes, live_server, make_models
 
 # ------------------------------------------------------------------------------------------ the runner

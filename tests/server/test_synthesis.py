@@ -79,7 +79,7 @@ def test_models_describe_classes_palette_and_size(gan_server: LiveServer) -> Non
 
 
 def test_synthesize_equals_the_library_and_repeats_with_a_seed(gan_server: LiveServer) -> None:
-    from stylenorm.synthesize import labels_from_image, synthesize
+    from stylenorm.inference.synthesize import labels_from_image, synthesize
 
     c = gan_server.client
     labels = _label_png(_scene_ids())

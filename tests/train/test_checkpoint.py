@@ -159,12 +159,13 @@ from torch import nn
 from stylenorm.train.checkpoint import Checkpoint, checkpoint_path, save_checkpoint
 model = nn.Linear(64, 64)
 opt = torch.optim.Adam(model.parameters())
-save_checkpoint(checkpoint_path({str(tmp_path)!r}, 1), Checkpoint(model.state_dict(), dict(net=opt.state_dict())))
+optimizers = dict(net=opt.state_dict())
+save_checkpoint(checkpoint_path({str(tmp_path)!r}, 1), Checkpoint(model.state_dict(), optimizers))
 def stall(fd):
     print("writing", flush=True)
     time.sleep(60)
 os.fsync = stall
-save_checkpoint(checkpoint_path({str(tmp_path)!r}, 2), Checkpoint(model.state_dict(), dict(net=opt.state_dict())))
+save_checkpoint(checkpoint_path({str(tmp_path)!r}, 2), Checkpoint(model.state_dict(), optimizers))
 """
     proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
     try:

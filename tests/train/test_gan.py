@@ -20,9 +20,9 @@ from stylenorm.cli import main
 from stylenorm.data import DataError
 from stylenorm.data.scenes import PALETTE, SCENE_CLASSES, write_scenes
 from stylenorm.errors import MissingWeightsError
+from stylenorm.inference.synthesize import generate, synthesize
 from stylenorm.nets.cgan import ClassConditionalGenerator
 from stylenorm.nets.spade import SPADEGenerator
-from stylenorm.synthesize import generate, synthesize
 from stylenorm.train.config import CGANConfig, ConfigError, SpadeConfig, make_config
 from stylenorm.train.engine import train
 from stylenorm.train.gan import SpadeRecipe
@@ -241,7 +241,7 @@ def test_a_model_trained_on_ade20k_reads_the_datasets_label_files(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Trained with --layout ade20k, synthesis reads an ADE20K label PNG as training did (v -> v-1)."""
-    from stylenorm.synthesize import labels_from_image
+    from stylenorm.inference.synthesize import labels_from_image
     from tests.data_synthesis.test_segmentation import _ade, _blocks
 
     monkeypatch.chdir(tmp_path)

@@ -20,7 +20,7 @@ from stylenorm import models
 from stylenorm.cli import main
 from stylenorm.data import DataError
 from stylenorm.errors import MissingWeightsError
-from stylenorm.losses import gram_matrix
+from stylenorm.losses.style import gram_matrix
 from stylenorm.nets import AdaINNet, TransformerNet
 from stylenorm.train import ConfigError, TrainResult, build_recipe, make_config, train
 from tests.data.drawing import add_corrupt_files, draw_image, image_folder

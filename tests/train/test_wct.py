@@ -14,11 +14,11 @@ import torch
 
 from stylenorm import models
 from stylenorm.errors import SpecError
+from stylenorm.inference.stylize import stylize
 from stylenorm.nets.adain import crop_margin, pad_mirrored
 from stylenorm.nets.vgg import VGGEncoder
 from stylenorm.nets.wct import MARGIN, WCTNet
 from stylenorm.norm.whitening import style_covariance
-from stylenorm.stylize import stylize
 from stylenorm.train import build_recipe, make_config, train
 from tests.data.drawing import image_folder
 
@@ -137,8 +137,8 @@ def test_the_wct_model_exports_to_onnx_and_passes_the_onnxruntime_check(
     client-side recipe (mirror, pad, run, crop) within the family's stated tolerance."""
     onnx = pytest.importorskip("onnx")
     pytest.importorskip("onnxruntime")
-    from stylenorm.export import check_onnx, export_onnx
     from stylenorm.families import family_of
+    from stylenorm.interop.export import check_onnx, export_onnx
 
     train(make_config("wct", settings(content, tmp_path / "wct", steps=1)), build_recipe)
     model = models.load(tmp_path / "wct")

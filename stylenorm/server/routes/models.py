@@ -11,6 +11,7 @@ from starlette.concurrency import run_in_threadpool
 from stylenorm.families import family_of
 from stylenorm.families.base import test_pattern
 from stylenorm.imageio import encode_image, load_image
+from stylenorm.inference.stylize import resize_to
 from stylenorm.server.engine import StyleRef, StylizeWork
 from stylenorm.server.errors import ApiError
 from stylenorm.server.registry import ServedModel
@@ -18,7 +19,6 @@ from stylenorm.server.responses import IMAGE_SCHEMA
 from stylenorm.server.schemas import ModelDetail, ModelList, ModelSummary, UnavailableModel
 from stylenorm.server.state import StateDep
 from stylenorm.server.validation import stylize_options, unknown_style
-from stylenorm.stylize import resize_to
 
 router = APIRouter(prefix="/v1")
 
@@ -64,7 +64,7 @@ async def model_detail(name: str, state: StateDep) -> ModelDetail:
     card = served.loaded.card
     classes = palette = size = None
     if served.kind in ("synthesize", "generate"):
-        from stylenorm.synthesize import model_classes, model_palette, native_size
+        from stylenorm.inference.synthesize import model_classes, model_palette, native_size
 
         classes, size = model_classes(served.loaded), list(native_size(served.loaded))
         palette = model_palette(served.loaded) if served.kind == "synthesize" else None

@@ -21,7 +21,8 @@ from starlette.concurrency import run_in_threadpool
 
 from stylenorm.families.optimise import MAX_OPTIMISE_STYLES
 from stylenorm.imageio import encode_image, resize_mask
-from stylenorm.optimise import OptimiseOptions, StyleLoss
+from stylenorm.inference.optimise import OptimiseOptions, StyleLoss
+from stylenorm.inference.stylize import MIN_SIDE, resize_to, stylize
 from stylenorm.server.errors import ApiError
 from stylenorm.server.jobs import Job, JobRunner
 from stylenorm.server.registry import Registry, ServedModel
@@ -29,7 +30,6 @@ from stylenorm.server.schemas import MEDIA_TYPES, ImageFormat
 from stylenorm.server.settings import Settings
 from stylenorm.server.state import StateDep
 from stylenorm.server.uploads import check_weights, decode_mask, decode_upload
-from stylenorm.stylize import MIN_SIDE, resize_to, stylize
 
 
 class JobStatus(BaseModel):

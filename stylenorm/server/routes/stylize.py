@@ -13,6 +13,7 @@ from starlette.concurrency import run_in_threadpool
 from stylenorm.families import family_of
 from stylenorm.families.base import MAX_STYLES
 from stylenorm.imageio import encode_image, resize_mask
+from stylenorm.inference.stylize import MIN_SIDE, resize_to
 from stylenorm.server.engine import StyleRef, StylizeWork
 from stylenorm.server.errors import ApiError
 from stylenorm.server.registry import ServedModel
@@ -22,7 +23,6 @@ from stylenorm.server.settings import Settings
 from stylenorm.server.state import ServerState, StateDep
 from stylenorm.server.uploads import declared_pixels, declared_size, decode_mask, decode_upload
 from stylenorm.server.validation import arrived, check_stylize
-from stylenorm.stylize import MIN_SIDE, resize_to
 
 
 def stylize_model(state: ServerState, name: str | None) -> ServedModel:

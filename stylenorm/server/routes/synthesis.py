@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from stylenorm.imageio import WEB_FORMATS, ImageError, encode_image, open_image
+from stylenorm.inference.stylize import resize_to
 from stylenorm.server.errors import ApiError
 from stylenorm.server.registry import Registry, ServedModel, library_function
 from stylenorm.server.responses import error_responses, image_responses
@@ -21,7 +22,6 @@ from stylenorm.server.schemas import MAX_GENERATE, MEDIA_TYPES, GenerateRequest,
 from stylenorm.server.state import StateDep
 from stylenorm.server.uploads import decode_upload, with_field
 from stylenorm.server.validation import arrived
-from stylenorm.stylize import resize_to
 
 router = APIRouter(prefix="/v1")
 
@@ -70,7 +70,7 @@ async def synthesize_endpoint(
     settings, engine = state.settings, state.engine
     served = model_of_kind(state.registry, model, "synthesize", "spade")
     fn = library_function("synthesize")
-    from stylenorm.synthesize import labels_from_image
+    from stylenorm.inference.synthesize import labels_from_image
 
     label_bytes = await labels.read()
     style_bytes = await style.read() if style is not None else None
@@ -157,7 +157,7 @@ async def generate_endpoint(request: Request, state: StateDep) -> GenerateRespon
         parts = [f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors()[:5]]
         raise ApiError(422, "invalid_parameters", "; ".join(parts)) from None
     served = model_of_kind(state.registry, body.model, "generate", "cgan")
-    from stylenorm.synthesize import model_classes
+    from stylenorm.inference.synthesize import model_classes
 
     classes = model_classes(served.loaded)
     if body.class_name not in classes:

@@ -19,12 +19,12 @@ from stylenorm.imageio import (
     resize_mask,
     save_image,
 )
+from stylenorm.inference.optimise import OptimiseOptions
+from stylenorm.inference.stylize import StyleCache, UnknownStyle, resize_to, stylize
+from stylenorm.inference.tiling import MIN_TILE
 from stylenorm.models import LoadedModel, load
-from stylenorm.optimise import OptimiseOptions
 from stylenorm.repository import MODELS_DIR_HELP, models_dir, read_card, scan
 from stylenorm.runtime import resolve_device
-from stylenorm.stylize import StyleCache, UnknownStyle, resize_to, stylize
-from stylenorm.tiling import MIN_TILE
 
 DEFAULT_MAX_UNTILED = 16_000_000  # above this many content pixels the command tiles by itself
 

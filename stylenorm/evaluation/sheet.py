@@ -28,21 +28,21 @@ from PIL import Image, ImageDraw
 from torch import Tensor
 
 from stylenorm.errors import SpecError
-from stylenorm.families import family_of
-from stylenorm.imageio import load_image, to_pil
-from stylenorm.metrics import (
+from stylenorm.evaluation.metrics import (
     METRIC_ENCODERS,
     content_distance,
     metric_encoder,
     relative_style_distance,
     ssim,
 )
+from stylenorm.families import family_of
+from stylenorm.imageio import load_image, to_pil
+from stylenorm.inference.optimise import OptimiseOptions
+from stylenorm.inference.stylize import named_style, resize_to, stylize
+from stylenorm.inference.synthesize import colorize_labels, labels_from_image, model_palette, synthesize
 from stylenorm.models import LoadedModel, load
 from stylenorm.nets.vgg import VGGEncoder
-from stylenorm.optimise import OptimiseOptions
 from stylenorm.repository import MODELS_DIR_HELP
-from stylenorm.stylize import named_style, resize_to, stylize
-from stylenorm.synthesize import colorize_labels, labels_from_image, model_palette, synthesize
 
 _IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
 _PAD = 6

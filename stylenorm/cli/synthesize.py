@@ -59,7 +59,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run_synthesize(args: argparse.Namespace) -> int:
     """``stylenorm synthesize``: one image per label map; returns the exit status."""
-    from stylenorm.synthesize import labels_from_image, synthesize
+    from stylenorm.inference.synthesize import labels_from_image, synthesize
 
     files, folder = input_files(args.labels, _LABEL_SUFFIXES, "label map")
     out = Path(args.out)
@@ -95,7 +95,7 @@ def run_generate(args: argparse.Namespace) -> int:
     """``stylenorm generate``: N images of a class into a folder; returns the exit status."""
     import secrets
 
-    from stylenorm.synthesize import MAX_GENERATE, generate
+    from stylenorm.inference.synthesize import MAX_GENERATE, generate
 
     if not 1 <= args.n <= MAX_GENERATE:
         raise SpecError(f"--n must be in 1..{MAX_GENERATE}; got {args.n}")

@@ -12,11 +12,11 @@ from stylenorm.norm import available_norms
 
 # module -> it defines add_parser(subparsers), registering subcommands with set_defaults(func=...)
 _SUBCOMMAND_MODULES = (
-    "stylenorm.train.cli",        # stylenorm train fast|multistyle|adain
-    "stylenorm.stylize_cli",      # stylenorm stylize, stylenorm models
-    "stylenorm.importexport_cli",  # stylenorm import …, stylenorm export …
-    "stylenorm.synthesize_cli",    # stylenorm synthesize, stylenorm generate
-    "stylenorm.sheet",             # stylenorm sheet (contact sheets with quality numbers)
+    "stylenorm.train.cli",         # stylenorm train <recipe>
+    "stylenorm.cli.stylize",       # stylenorm stylize, stylenorm models
+    "stylenorm.cli.interop",       # stylenorm import …, stylenorm export …
+    "stylenorm.cli.synthesize",    # stylenorm synthesize, stylenorm generate
+    "stylenorm.evaluation.sheet",  # stylenorm sheet (contact sheets with quality numbers)
     "stylenorm.server.cli",        # stylenorm serve
 )
 
@@ -80,6 +80,3 @@ def main(argv: list[str] | None = None) -> int:
         print(f"stylenorm {args.command}: error: {exc}", file=sys.stderr)
         return 2
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -26,7 +26,7 @@ def _license(args: argparse.Namespace) -> dict[str, str]:
 
 
 def _import_fast(args: argparse.Namespace) -> int:
-    from stylenorm.importers import import_fast_neural_style
+    from stylenorm.interop.importers import import_fast_neural_style
 
     folder = import_fast_neural_style(
         Path(args.weights),
@@ -41,7 +41,7 @@ def _import_fast(args: argparse.Namespace) -> int:
 
 
 def _import_adain(args: argparse.Namespace) -> int:
-    from stylenorm.importers import import_pytorch_adain
+    from stylenorm.interop.importers import import_pytorch_adain
 
     folder = import_pytorch_adain(
         Path(args.decoder),
@@ -67,7 +67,7 @@ def _layout_name(value: str) -> str:
 
 def _import_spade(args: argparse.Namespace) -> int:
     from stylenorm.data.layouts import get_layout
-    from stylenorm.importers import import_spade, read_class_names
+    from stylenorm.interop.importers import import_spade, read_class_names
 
     layout = get_layout(args.layout) if args.layout else None
     label_nc = args.label_nc if args.label_nc is not None else (layout.label_nc if layout else None)
@@ -100,8 +100,8 @@ def _import_spade(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from stylenorm.export import check_onnx, export_onnx
     from stylenorm.families import family_of
+    from stylenorm.interop.export import check_onnx, export_onnx
     from stylenorm.models import load
 
     if args.format != "onnx":  # argparse choices already refuse others; kept for direct callers
@@ -125,7 +125,7 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _import_optimise(args: argparse.Namespace) -> int:
-    from stylenorm.importers import make_optimisation_model
+    from stylenorm.interop.importers import make_optimisation_model
 
     folder = make_optimisation_model(
         _models_dir(args),
