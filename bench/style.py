@@ -27,8 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from stylenorm.inference.color import ColorTransfer
 from stylenorm.nets import AdaINNet, TransformerNet, VGGEncoder
+from stylenorm.nets.color import ColorTransfer
 from stylenorm.runtime import tune_cpu_allocator
 
 # ----------------------------------------------------------------------------- reference formulations
@@ -85,7 +85,7 @@ def ref_adain(net: AdaINNet, content: Tensor, style: Tensor) -> Tensor:
 
 def ref_color(content: Tensor, style: Tensor) -> Tensor:
     """Reinhard transfer written out: lαβ, per-channel mean/std swap, back."""
-    from stylenorm.inference.color import lab_to_rgb, rgb_to_lab
+    from stylenorm.nets.color import lab_to_rgb, rgb_to_lab
 
     c, s = rgb_to_lab(content), rgb_to_lab(style)
     cm, cs = c.mean((2, 3), keepdim=True), c.std((2, 3), keepdim=True, correction=0)

@@ -15,9 +15,9 @@ import torch
 from stylenorm import models
 from stylenorm.cli import main
 from stylenorm.errors import SpecError
-from stylenorm.inference.optimise import Cancelled, OptimisationModel, OptimiseOptions, _masked_gram, optimise
 from stylenorm.inference.stylize import stylize
 from stylenorm.nets import VGGEncoder
+from stylenorm.nets.optimise import Cancelled, OptimisationModel, OptimiseOptions, _masked_gram, optimise
 from stylenorm.nets.vgg import hed_package_file
 from stylenorm.repository import ModelCard, read_card
 

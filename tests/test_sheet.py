@@ -74,7 +74,7 @@ def test_the_hed_metric_encoder_is_the_pretrained_vgg16() -> None:
     enc = metric_encoder(kind="hed")
     assert enc.fmt == "hed" and enc.depth == 16 and enc.last == "relu4_1"
     content, style = landscape(64), sunset(64)
-    from stylenorm.inference.color import ColorTransfer
+    from stylenorm.nets.color import ColorTransfer
 
     rel = float(relative_style_distance(ColorTransfer()(content, style), content, style, enc)[0])
     assert 0 < rel < 1  # colour transfer moves toward the style by the pretrained features too
@@ -83,7 +83,7 @@ def test_the_hed_metric_encoder_is_the_pretrained_vgg16() -> None:
 
 
 def test_style_distance_is_zero_to_itself_and_colour_transfer_moves_toward_the_style() -> None:
-    from stylenorm.inference.color import ColorTransfer
+    from stylenorm.nets.color import ColorTransfer
 
     content, style = landscape(64), sunset(64)
     assert float(style_distance(content, content)[0]) == pytest.approx(0.0, abs=1e-6)

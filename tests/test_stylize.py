@@ -17,11 +17,11 @@ import stylenorm.inference.stylize as stylize_module
 from stylenorm import cli
 from stylenorm.errors import ShapeError, SpecError
 from stylenorm.imageio import load_image, save_image
-from stylenorm.inference.color import rgb_to_lab
 from stylenorm.inference.stylize import StyleCache, UnknownStyle, preserve_colors, resize_to, stylize
-from stylenorm.inference.tiling import receptive_radius
 from stylenorm.models import LoadedModel, build, load, weights_to_save
 from stylenorm.nets.adain import AdaINNet, coral
+from stylenorm.nets.color import rgb_to_lab
+from stylenorm.nets.tiling import receptive_radius
 from stylenorm.repository import ModelCard, save_model
 
 H, W = 72, 100

@@ -11,7 +11,9 @@ from torch import Tensor, nn
 
 from stylenorm.errors import ShapeError, SpecError
 from stylenorm.inference.stylize import stylize
-from stylenorm.inference.tiling import (
+from stylenorm.models import LoadedModel, load
+from stylenorm.nets import AdaINNet, TransformerNet, VGGEncoder
+from stylenorm.nets.tiling import (
     adain_stylize_tiled,
     receptive_radius,
     tiled_decode,
@@ -19,8 +21,6 @@ from stylenorm.inference.tiling import (
     tiled_sequential,
     transformer_tiled,
 )
-from stylenorm.models import LoadedModel, load
-from stylenorm.nets import AdaINNet, TransformerNet, VGGEncoder
 from tests.test_stylize import RED, TEAL, content_image, make_models, style_image
 
 TOL = 1e-4  # float32: tiles only change the summation order inside the convolutions

@@ -19,10 +19,10 @@ from stylenorm.imageio import (
     resize_mask,
     save_image,
 )
-from stylenorm.inference.optimise import OptimiseOptions
 from stylenorm.inference.stylize import StyleCache, UnknownStyle, resize_to, stylize
-from stylenorm.inference.tiling import MIN_TILE
 from stylenorm.models import LoadedModel, load
+from stylenorm.nets.optimise import OptimiseOptions
+from stylenorm.nets.tiling import MIN_TILE
 from stylenorm.repository import MODELS_DIR_HELP, models_dir, read_card, scan
 from stylenorm.runtime import resolve_device
 

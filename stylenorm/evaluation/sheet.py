@@ -37,10 +37,10 @@ from stylenorm.evaluation.metrics import (
 )
 from stylenorm.families import family_of
 from stylenorm.imageio import load_image, to_pil
-from stylenorm.inference.optimise import OptimiseOptions
 from stylenorm.inference.stylize import named_style, resize_to, stylize
 from stylenorm.inference.synthesize import colorize_labels, labels_from_image, model_palette, synthesize
 from stylenorm.models import LoadedModel, load
+from stylenorm.nets.optimise import OptimiseOptions
 from stylenorm.nets.vgg import VGGEncoder
 from stylenorm.repository import MODELS_DIR_HELP
 

@@ -18,8 +18,8 @@ from stylenorm.families.base import (
     check_weights,
     resolve_names,
 )
-from stylenorm.inference.tiling import DEFAULT_TILE, adain_stylize_tiled, tiled_style_stats
 from stylenorm.nets.adain import AdaINNet, StyleStats, coral
+from stylenorm.nets.tiling import DEFAULT_TILE, adain_stylize_tiled, tiled_style_stats
 from stylenorm.nets.vgg import VGGEncoder
 from stylenorm.repository import ModelCard
 

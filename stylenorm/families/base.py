@@ -22,10 +22,10 @@ from stylenorm.errors import ShapeError, SpecError, StylenormError
 from stylenorm.repository import ModelCard, ModelError
 
 if TYPE_CHECKING:
-    from stylenorm.inference.optimise import OptimiseOptions
     from stylenorm.inference.stylize import StyleCache
     from stylenorm.models import LoadedModel
     from stylenorm.nets.adain import StyleStats
+    from stylenorm.nets.optimise import OptimiseOptions
 
 MIN_SIDE = 16  # the smallest image side every family handles (reflection pads need a few pixels per level)
 MAX_STYLES = 16  # styles (and masks) per request: more is a mistake or an attack, not a use

@@ -16,7 +16,7 @@ from stylenorm.families.base import (
     refuse,
     resolve_names,
 )
-from stylenorm.inference.color import ColorTransfer
+from stylenorm.nets.color import ColorTransfer
 from stylenorm.repository import ModelCard
 
 if TYPE_CHECKING:

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from stylenorm.families.base import Capabilities, Family, Request, preserve_colors, refuse
-from stylenorm.inference.tiling import transformer_tiled
+from stylenorm.nets.tiling import transformer_tiled
 from stylenorm.nets.transformer import TransformerNet
 from stylenorm.repository import ModelCard
 

@@ -35,7 +35,7 @@ class OptimiseFamily(Family):
     tiles = False
 
     def build(self, card: ModelCard) -> nn.Module:
-        from stylenorm.inference.optimise import OptimisationModel
+        from stylenorm.nets.optimise import OptimisationModel
 
         return OptimisationModel(encoder_from(card.arguments))
 
@@ -46,7 +46,7 @@ class OptimiseFamily(Family):
         return any_style(card, max_styles=MAX_OPTIMISE_STYLES, alpha=False, masks=True)
 
     def run(self, model: LoadedModel, request: Request, device: torch.device) -> Tensor:
-        from stylenorm.inference.optimise import OptimisationModel, optimise
+        from stylenorm.nets.optimise import OptimisationModel, optimise
 
         net, content = model.module, request.content
         assert isinstance(net, OptimisationModel)

@@ -14,7 +14,7 @@ color      one image                      alpha
 ========== ============================== ==========================================
 
 An option a family does not support is an error, never silently dropped.
-Large images run in exact tiles (:mod:`stylenorm.inference.tiling`): with ``tile=``, or
+Large images run in exact tiles (:mod:`stylenorm.nets.tiling`): with ``tile=``, or
 automatically above ``max_untiled_pixels``. The CLI and the HTTP server both
 call this module.
 """
@@ -41,10 +41,10 @@ from stylenorm.families.base import (
     preserve_colors,
     refuse,
 )
-from stylenorm.inference.optimise import OptimiseOptions
-from stylenorm.inference.tiling import DEFAULT_TILE, MIN_TILE
 from stylenorm.models import LoadedModel
 from stylenorm.nets.adain import StyleStats
+from stylenorm.nets.optimise import OptimiseOptions
+from stylenorm.nets.tiling import DEFAULT_TILE, MIN_TILE
 
 
 def resize_to(image: Tensor, size: int | None) -> Tensor:

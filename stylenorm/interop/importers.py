@@ -263,8 +263,8 @@ def make_optimisation_model(
 ) -> Path:
     """A Gatys optimisation model folder (architecture ``optimise``): the pretrained VGG up to ``last``,
     stored in float16 (what serving needs, so no other package is), with the encoder's provenance."""
-    from stylenorm.inference.optimise import OptimisationModel
     from stylenorm.nets import load_vgg_weights
+    from stylenorm.nets.optimise import OptimisationModel
     from stylenorm.nets.vgg import encoder_provenance
     from stylenorm.repository import state_dtype
 

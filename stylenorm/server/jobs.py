@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from stylenorm.errors import StylenormError
-from stylenorm.inference.optimise import Cancelled
+from stylenorm.nets.optimise import Cancelled
 from stylenorm.server.errors import ApiError
 
 log = logging.getLogger("stylenorm.server.jobs")

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from stylenorm.errors import ShapeError
-from stylenorm.inference.color import ColorTransfer, lab_to_rgb, rgb_to_lab
 from stylenorm.nets import AdaINNet, VGGEncoder, coral
+from stylenorm.nets.color import ColorTransfer, lab_to_rgb, rgb_to_lab
 from stylenorm.norm import style_moments
 
 

@@ -23,10 +23,10 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 from stylenorm.errors import MissingWeightsError, SpecError
-from stylenorm.inference.tiling import tiled_encode
 from stylenorm.models import encoder_from
 from stylenorm.nets import AdaINNet, VGGEncoder, load_vgg_weights
 from stylenorm.nets import vgg as vgg_module
+from stylenorm.nets.tiling import tiled_encode
 from stylenorm.nets.vgg import HED_SCALE
 from stylenorm.train.style import encoder_depth
 

@@ -16,9 +16,9 @@ import pytest
 import torch
 
 from stylenorm.imageio import load_image
-from stylenorm.inference.optimise import OptimiseOptions
 from stylenorm.inference.stylize import stylize
 from stylenorm.models import load
+from stylenorm.nets.optimise import OptimiseOptions
 from stylenorm.repository import ModelCard, save_model
 from stylenorm.server.errors import ApiError
 from stylenorm.server.jobs import Job, JobRunner

@@ -21,8 +21,8 @@ from starlette.concurrency import run_in_threadpool
 
 from stylenorm.families.optimise import MAX_OPTIMISE_STYLES
 from stylenorm.imageio import encode_image, resize_mask
-from stylenorm.inference.optimise import OptimiseOptions, StyleLoss
 from stylenorm.inference.stylize import MIN_SIDE, resize_to, stylize
+from stylenorm.nets.optimise import OptimiseOptions, StyleLoss
 from stylenorm.server.errors import ApiError
 from stylenorm.server.jobs import Job, JobRunner
 from stylenorm.server.registry import Registry, ServedModel
