@@ -12,7 +12,7 @@ Layout of one file (format 2):
   caller's scalars (step, GradScalers, config, Python RNG, data positions …).
   safetensors metadata is str → str.
 
-Format 1 (the two trainers before one, up to stylenorm 0.4) is read and
+Format 1 (written by the two trainers of stylenorm 0.2.0 and before) is read and
 converted on load (:func:`upgrade_format_1`): its style checkpoints held one
 unprefixed model and ``optim.state.…``, its GAN checkpoints ``G.``/``D.``
 models, ``optim_d.state.…`` and ``ema.…`` tensors and per-network scalers.
