@@ -74,7 +74,9 @@ def free_port() -> int:
 class Server:
     """``stylenorm serve`` in a subprocess."""
 
-    def __init__(self, models: Path, max_batch: int, delay_ms: float, queue: int) -> None:
+    def __init__(
+        self, models: Path, max_batch: int, delay_ms: float, queue: int, env: dict[str, str] | None = None
+    ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = {
@@ -85,6 +87,7 @@ class Server:
             "STYLENORM_QUEUE_SIZE": str(queue),
             "STYLENORM_LOG_LEVEL": "warning",
             "STYLENORM_DEVICE": "cpu",
+            **(env or {}),
         }
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "stylenorm.cli", "serve", "--port", str(self.port)],
@@ -130,7 +133,7 @@ class Server:
 
 
 async def load(
-    url: str, model: str, n: int, concurrency: int, images: list[bytes]
+    url: str, model: str, n: int, concurrency: int, images: list[bytes], style: str | None = None
 ) -> tuple[list[float], int, float]:
     """n requests, `concurrency` at a time (closed loop) -> (latencies in s, errors, wall seconds)."""
     latencies: list[float] = []
@@ -142,7 +145,9 @@ async def load(
         nonlocal errors
         for i in counter:
             data = {"model": model}
-            if model == "color-transfer":
+            if style is not None:
+                data["styles"] = style
+            elif model == "color-transfer":
                 data["styles"] = COLOR_STYLES[i % len(COLOR_STYLES)]
             t0 = time.perf_counter()
             try:

@@ -115,7 +115,7 @@ class Family:
     exportable: ClassVar[bool] = False  # stylenorm export writes ONNX for it
     onnx_tolerance: ClassVar[float] = 1e-3  # max abs difference its ONNX check accepts (images in [0, 1])
     needs_gradients: ClassVar[bool] = False  # run() optimises: no torch.inference_mode around it
-    float16: ClassVar[bool] = True  # may run under float16 autocast on a GPU
+    reduced_precision: ClassVar[bool] = True  # may run under float16/bfloat16 autocast
 
     def build(self, card: ModelCard) -> nn.Module:
         """A freshly initialized module for the card's arguments."""

@@ -29,7 +29,7 @@ class ColorFamily(StatisticsFamily):
     kind = "stylize"
     summary = "the colours of one style image (no network)"
     tiles = False  # pixelwise with global statistics: tiles would change nothing
-    float16 = False  # log10 of tiny values
+    reduced_precision = False  # log10 of tiny values
 
     def build(self, card: ModelCard) -> nn.Module:
         return ColorTransfer()

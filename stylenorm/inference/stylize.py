@@ -154,6 +154,7 @@ def stylize(
     *,
     cache: StyleCache | None = None,
     half: bool = False,
+    dtype: torch.dtype | None = None,
     optimise: OptimiseOptions | None = None,
     progress: Callable[[int, int, float], None] | None = None,
 ) -> Tensor:
@@ -167,8 +168,10 @@ def stylize(
     content (0) to full style (1). ``tile`` (pixels) runs exact tiles;
     ``max_untiled_pixels`` switches to tiles of DEFAULT_TILE above that many
     pixels. ``cache`` keeps AdaIN style statistics; ``half`` runs in float16
-    autocast (CUDA only). ``optimise`` (options) and ``progress(i, n, loss)``
-    are for optimise models only. The result is on content's device.
+    autocast (CUDA only), ``dtype`` in that autocast dtype (``torch.bfloat16``: fast only on a CPU
+    with native bf16, see :func:`stylenorm.runtime.native_bf16`, and on CUDA). ``optimise``
+    (options) and ``progress(i, n, loss)`` are for optimise models only. The result is on content's
+    device.
     """
     family = family_of(model.card)
     if family.capabilities(model.card) is None:
@@ -191,18 +194,23 @@ def stylize(
     device = model_device(model)
     if half and device.type != "cuda":
         raise SpecError(f"half precision needs a model on a CUDA device; this one is on {device}")
+    if half:
+        dtype = torch.float16
+    if dtype is not None and dtype not in (torch.float16, torch.bfloat16):
+        raise SpecError(f"dtype must be torch.float16 or torch.bfloat16 (or None: float32); got {dtype}")
     request = Request(
         content, styles, None if style_weights is None else list(style_weights), float(alpha),
         bool(preserve_color), None if masks is None else list(masks), tile, max_untiled_pixels, cache,
         optimise, progress,
     )
     if family.needs_gradients:  # it optimises through the encoder: outside inference mode
-        refuse(family.name, half=half)
+        refuse(family.name, half=dtype is not None)
         return family.run(model, request, device)
     refuse(family.name, optimise=optimise, progress=progress)
     if not family.tiles:
         refuse(family.name, tile=tile)
-    precision = torch.autocast("cuda", dtype=torch.float16) if half else contextlib.nullcontext()
+    allowed = dtype is not None and family.reduced_precision
+    precision = torch.autocast(device.type, dtype=dtype) if allowed else contextlib.nullcontext()
     with torch.inference_mode(), precision:
         out = family.run(model, request, device)
     return out.float().clamp(0.0, 1.0).to(content.device)

@@ -47,6 +47,7 @@ from stylenorm.imageio import WEB_FORMATS, load_image
 from stylenorm.inference.stylize import StyleCache, named_style, resize_to, stylize
 from stylenorm.models import LoadedModel
 from stylenorm.nets.adain import StyleStats
+from stylenorm.runtime import InferencePath
 from stylenorm.server.errors import ApiError
 from stylenorm.server.metrics import Metrics
 
@@ -209,6 +210,7 @@ class Engine:
     def __init__(
         self,
         device: str = "cpu",
+        path: InferencePath | None = None,
         max_batch_size: int = 8,
         max_batch_delay_ms: float = 5.0,
         queue_size: int = 64,
@@ -221,6 +223,7 @@ class Engine:
         metrics: Metrics | None = None,
     ) -> None:
         self.device = torch.device(device)
+        self.path = path or InferencePath(None, False)  # float32, contiguous unless the settings say
         self.max_batch_size = max_batch_size
         self.max_batch_delay = max_batch_delay_ms / 1000.0
         self.queue_size = queue_size
@@ -555,10 +558,8 @@ class Engine:
             self.metrics.queue_depth.set(len(self._pending))
 
     def _precision(self, model: LoadedModel | None = None) -> contextlib.AbstractContextManager:
-        # fp16 autocast on GPUs where the family allows it (colour transfer's log10 of tiny values does not)
-        if self.device.type == "cuda" and (model is None or family_of(model.card).float16):
-            return torch.autocast("cuda", dtype=torch.float16)
-        return contextlib.nullcontext()
+        # the path's autocast where the family allows it (colour transfer's log10 of tiny values does not)
+        return self.path.autocast(self.device, model is None or family_of(model.card).reduced_precision)
 
     def _execute(self, jobs: list[Job]) -> None:
         """Run jobs (one batch key, or one job alone) and resolve their futures."""
@@ -660,7 +661,7 @@ class Engine:
     def _stylize_batch(self, model: LoadedModel, works: list[StylizeWork]) -> Tensor:
         """One forward pass for contents of one size -> (N, 3, H, W) float32 in [0, 1] on the CPU."""
         x = torch.cat([w.content for w in works]).to(self.device, torch.float32)
-        if self.device.type == "cuda":
+        if self.path.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         out = family_of(model.card).run_batch(model, x, [self._row(model, w) for w in works])
         return out.float().clamp(0.0, 1.0).cpu()
@@ -687,6 +688,6 @@ class Engine:
             work.masks,
             None,
             self.max_untiled_pixels,
-            half=self.device.type == "cuda" and family.float16,
+            dtype=self.path.dtype if family.reduced_precision else None,
         )
         return out.float().cpu()

@@ -63,9 +63,10 @@ class ServedModel:
 class Registry:
     """Models by name; ``load_all`` fills it (in a background thread), ``ready`` says when it is done."""
 
-    def __init__(self, models_dir: str | Path, device: str = "cpu") -> None:
+    def __init__(self, models_dir: str | Path, device: str = "cpu", channels_last: bool = False) -> None:
         self.models_dir = Path(models_dir)
         self.device = device
+        self.channels_last = channels_last
         self.models: dict[str, ServedModel] = {}
         self.unavailable: dict[str, str] = {}
         self.loading = True
@@ -114,7 +115,7 @@ class Registry:
                     "unservable",
                     f"{loaded.card.architecture} models need {module}.{attr}, which this stylenorm lacks",
                 )
-            if torch.device(self.device).type == "cuda":
+            if self.channels_last:
                 loaded.module.to(memory_format=torch.channels_last)
             served = ServedModel(loaded, kind, 0.0)
             if warm is not None:

@@ -14,6 +14,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from stylenorm.repository import models_dir as resolve_models_dir
+from stylenorm.runtime import InferencePath, MemoryFormat, Precision, inference_path
 
 ENV_PREFIX = "STYLENORM_"
 # Measured memory per pixel (peak RSS over a forward pass of each shipped model at 1024×768, batches 1 and 4):
@@ -45,6 +46,13 @@ class Settings(BaseSettings):
         description="the model repository to serve (default: ./models, else the checkout's models/)",
     )
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: cuda when available")
+    precision: Precision = Field(
+        "auto", description="autocast dtype of the models: auto = float16 on CUDA, bfloat16 on a CPU with "
+        "native bf16 (AVX512_BF16/AMX; emulated bf16 is ~100× slower), else float32",
+    )
+    memory_format: MemoryFormat = Field(
+        "auto", description="auto = channels_last (measured faster on CPU and CUDA), or contiguous",
+    )
     max_upload_bytes: int = Field(20_000_000, ge=1024, description="largest request body, all files together")
     max_pixels: int = Field(16_000_000, ge=256, description="largest decoded input image (width × height)")
     max_pixels_in_flight: int = Field(
@@ -156,6 +164,10 @@ class Settings(BaseSettings):
         if self.device == "auto":
             return "cuda" if torch.cuda.is_available() else "cpu"
         return self.device
+
+    def inference_path(self) -> InferencePath:
+        """The dtype and memory format models run in on the resolved device."""
+        return inference_path(self.resolved_device(), self.precision, self.memory_format)
 
     def memory_bound(self, idle_bytes: int) -> int:
         """The worst case of the server's resident memory under stylize load, given its memory once

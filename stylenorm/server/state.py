@@ -35,8 +35,10 @@ class ServerState:
         """The parts for these settings (nothing started: the lifespan starts the engine and loads)."""
         metrics = Metrics()
         device = settings.resolved_device()
+        path = settings.inference_path()
         engine = Engine(
             device=device,
+            path=path,
             max_batch_size=settings.max_batch_size,
             max_batch_delay_ms=settings.max_batch_delay_ms,
             queue_size=settings.queue_size,
@@ -54,7 +56,7 @@ class ServerState:
             max_kept=settings.job_max_kept,
             time_limit_s=settings.optimise_time_limit_s,
         )
-        registry = Registry(settings.models_dir, device)
+        registry = Registry(settings.models_dir, device, path.channels_last)
         return cls(settings, metrics, registry, engine, jobs, PixelBudget(settings.max_pixels_in_flight))
 
 
