@@ -38,6 +38,7 @@ from PIL import Image
 from torch import Tensor
 
 from stylenorm import models
+from stylenorm.families import family_of
 from stylenorm.imageio import load_image
 from stylenorm.inference.stylize import stylize
 from stylenorm.inference.synthesize import synthesize
@@ -73,6 +74,7 @@ def end_to_end(
 ) -> Tensor:
     """Decode, run, encode: the output image (for the pixel comparison) as float32 (1, 3, H, W)."""
     module = model.module
+    path = InferencePath(path.dtype, path.channels_last and family_of(model.card).channels_last)  # as served
     module.to(memory_format=torch.channels_last if path.channels_last else torch.contiguous_format)
     if model.card.architecture == "spade":
         classes = len(model.card.contract["classes"])
@@ -148,11 +150,11 @@ def run_server(args: argparse.Namespace) -> list[dict]:
                 )
                 rows.append({
                     "path": label, "clients": clients, "images_per_s": args.requests / wall,
-                    "p50_s": percentile(latencies, 50), "p95_s": percentile(latencies, 95), "errors": errors,
+                    "p50_s": percentile(latencies, 50), "p95_s": percentile(latencies, 95), "refused": errors,
                 })
                 print(f"server {label} {clients:3d} clients: {args.requests / wall:5.2f} img/s  "
                       f"p50 {percentile(latencies, 50):.2f} s  p95 {percentile(latencies, 95):.2f} s  "
-                      f"errors {errors}", flush=True)
+                      f"refused {errors}", flush=True)
     finally:
         for server in servers.values():
             server.stop()
@@ -175,12 +177,12 @@ def markdown(e2e: list[dict], server: list[dict], device: torch.device, new: Inf
             f"{r['ratio']:.2f} | {r['max_diff']:.4f} | {r['mean_diff']:.5f} |"
         )
     if server:
-        lines += ["", "| server path | clients | images/s | p50 (s) | p95 (s) | errors |"]
+        lines += ["", "| server path | clients | images/s | p50 (s) | p95 (s) | not 200 (503 overloaded) |"]
         lines.append("|---|---|---|---|---|---|")
         for r in server:
             lines.append(
                 f"| {r['path']} | {r['clients']} | {r['images_per_s']:.2f} | {r['p50_s']:.2f} | "
-                f"{r['p95_s']:.2f} | {r['errors']} |"
+                f"{r['p95_s']:.2f} | {r['refused']} |"
             )
     return "\n".join(lines) + "\n"
 

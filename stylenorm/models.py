@@ -30,6 +30,7 @@ from stylenorm.repository import (
 def build(card: ModelCard) -> nn.Module:
     """A freshly initialized module for the card's architecture and arguments."""
     family = family_of(card)
+    family.capabilities(card)  # a contract it cannot serve (a default_alpha out of range) fails here
     try:
         return family.build(card)
     except TypeError as exc:  # an argument the constructor does not take

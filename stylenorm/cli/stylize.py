@@ -72,7 +72,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         metavar="W",
         help="one weight per style, normalized to sum 1 (mixing)",
     )
-    p.add_argument("--alpha", type=float, default=1.0, help="content (0) to full style (1); adain, color")
+    p.add_argument(
+        "--alpha", type=float, default=None,
+        help="content (0) to full style (1); adain, wct, color (default: the model's own, else 1)",
+    )
     p.add_argument(
         "--preserve-color",
         action="store_true",
@@ -217,6 +220,7 @@ def run_stylize(args: argparse.Namespace) -> int:
         styles: list = list(args.style or [])
     else:  # style images, bounded like the content
         styles = [_style_arg(model, s, args.style_size) for s in args.style or []]
+    alpha = args.alpha if args.alpha is not None else (caps.default_alpha if caps is not None else 1.0)
     cache = StyleCache()  # a folder of contents encodes each style once
     for path in contents:
         content = load_image(path)
@@ -231,7 +235,7 @@ def run_stylize(args: argparse.Namespace) -> int:
             content,
             styles,
             args.style_weights,
-            args.alpha,
+            alpha,
             args.preserve_color,
             masks,
             args.tile,

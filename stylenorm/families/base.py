@@ -53,6 +53,7 @@ class Capabilities:
     preserve_color: bool
     masks: bool  # one mask per style
     gallery: bool = False  # named styles are the model folder's styles/<name>.png images
+    default_alpha: float = 1.0  # what a request without alpha gets (the card's contract.default_alpha)
 
 
 def any_style(card: ModelCard, *, max_styles: int = MAX_STYLES, alpha: bool, masks: bool) -> Capabilities:
@@ -68,7 +69,18 @@ def any_style(card: ModelCard, *, max_styles: int = MAX_STYLES, alpha: bool, mas
         preserve_color=True,
         masks=masks,
         gallery=True,
+        default_alpha=default_alpha(card) if alpha else 1.0,
     )
+
+
+def default_alpha(card: ModelCard) -> float:
+    """The card's ``contract.default_alpha`` (the alpha its outputs look best at), else 1."""
+    value = card.contract.get("default_alpha", 1.0)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= value <= 1.0:
+        raise ModelError(
+            f"model {card.name!r}: contract.default_alpha must be a number in [0, 1]; got {value!r}"
+        )
+    return float(value)
 
 
 @dataclass
@@ -116,6 +128,7 @@ class Family:
     onnx_tolerance: ClassVar[float] = 1e-3  # max abs difference its ONNX check accepts (images in [0, 1])
     needs_gradients: ClassVar[bool] = False  # run() optimises: no torch.inference_mode around it
     reduced_precision: ClassVar[bool] = True  # may run under float16/bfloat16 autocast
+    channels_last: ClassVar[bool] = True  # runs faster in channels_last (bench/e2e.py measures it)
 
     def build(self, card: ModelCard) -> nn.Module:
         """A freshly initialized module for the card's arguments."""

@@ -661,7 +661,7 @@ class Engine:
     def _stylize_batch(self, model: LoadedModel, works: list[StylizeWork]) -> Tensor:
         """One forward pass for contents of one size -> (N, 3, H, W) float32 in [0, 1] on the CPU."""
         x = torch.cat([w.content for w in works]).to(self.device, torch.float32)
-        if self.path.channels_last:
+        if self.path.channels_last and family_of(model.card).channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         out = family_of(model.card).run_batch(model, x, [self._row(model, w) for w in works])
         return out.float().clamp(0.0, 1.0).cpu()

@@ -78,6 +78,7 @@ def lifespan(state: ServerState) -> Callable[[FastAPI], AbstractAsyncContextMana
             tune_cpu_allocator()
         state.engine.start()
         state.jobs.start()
+        log.info("models run on %s: %s", state.engine.device, state.engine.path.describe())
         # load in the background: /healthz answers at once, /readyz turns 200 when loading is done
         threading.Thread(target=load_models, args=(state,), name="stylenorm-loader", daemon=True).start()
         log.info(

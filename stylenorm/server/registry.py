@@ -115,7 +115,7 @@ class Registry:
                     "unservable",
                     f"{loaded.card.architecture} models need {module}.{attr}, which this stylenorm lacks",
                 )
-            if self.channels_last:
+            if self.channels_last and family_of(loaded.card).channels_last:
                 loaded.module.to(memory_format=torch.channels_last)
             served = ServedModel(loaded, kind, 0.0)
             if warm is not None:

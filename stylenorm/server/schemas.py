@@ -37,6 +37,7 @@ class StylizeOptions(BaseModel):
     min_styles: int = Field(description="fewest styles per request")
     weights: bool = Field(description="several styles may be mixed with weights")
     alpha: bool = Field(description="alpha (content 0 .. style 1) is taken")
+    default_alpha: float = Field(1.0, description="the alpha a request without one gets (the model's own)")
     preserve_color: bool = Field(description="preserve_color is taken")
     masks: bool = Field(description="one mask per style may be uploaded")
 

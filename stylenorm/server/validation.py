@@ -40,6 +40,7 @@ def stylize_options(served: ServedModel) -> StylizeOptions:
         min_styles=caps.min_styles,
         weights=caps.weights,
         alpha=caps.alpha,
+        default_alpha=caps.default_alpha,
         preserve_color=caps.preserve_color,
         masks=caps.masks,
     )

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import torch
 
+from stylenorm.families import family_of
 from tests.server.conftest import live_server, settings_for
 
 
@@ -15,8 +16,8 @@ def test_the_server_serves_its_models_in_channels_last(models_dir: Path) -> None
         assert state.engine.path == state.settings.inference_path()
         assert state.engine.path.channels_last
         convs = [
-            m for served in state.registry.models.values() for m in served.loaded.module.modules()
-            if isinstance(m, torch.nn.Conv2d)
+            m for served in state.registry.models.values() if family_of(served.loaded.card).channels_last
+            for m in served.loaded.module.modules() if isinstance(m, torch.nn.Conv2d)
         ]
         assert convs and all(c.weight.is_contiguous(memory_format=torch.channels_last) for c in convs)
     contiguous = settings_for(models_dir, memory_format="contiguous")

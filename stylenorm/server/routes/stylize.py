@@ -22,7 +22,7 @@ from stylenorm.server.schemas import MEDIA_TYPES, ImageFormat
 from stylenorm.server.settings import Settings
 from stylenorm.server.state import ServerState, StateDep
 from stylenorm.server.uploads import declared_pixels, declared_size, decode_mask, decode_upload
-from stylenorm.server.validation import arrived, check_stylize
+from stylenorm.server.validation import arrived, check_stylize, stylize_options
 
 
 def stylize_model(state: ServerState, name: str | None) -> ServedModel:
@@ -79,8 +79,13 @@ def router(settings: Settings) -> APIRouter:
             Form(description="one weight per style: uploaded files first, then named styles"),
         ] = None,
         alpha: Annotated[
-            float, Form(ge=0.0, le=1.0, allow_inf_nan=False, description="content (0) to full style (1)")
-        ] = 1.0,
+            float | None,
+            Form(
+                ge=0.0, le=1.0, allow_inf_nan=False,
+                description="content (0) to full style (1); default: the model's `default_alpha` (1 unless "
+                "its card says otherwise)",
+            ),
+        ] = None,
         preserve_color: Annotated[bool, Form(description="keep the content's colours")] = False,
         mask: Annotated[
             list[UploadFile] | None,
@@ -104,6 +109,8 @@ def router(settings: Settings) -> APIRouter:
         ] = None,
     ) -> Response:
         served = stylize_model(state, model)
+        if alpha is None:
+            alpha = stylize_options(served).default_alpha
         uploads, names, mask_files = style or [], styles or [], mask or []
         if len(uploads) + len(names) > MAX_STYLES or len(mask_files) > MAX_STYLES:
             raise ApiError(422, "invalid_parameters", f"at most {MAX_STYLES} styles (and masks) per request")

@@ -122,8 +122,9 @@
     $("alpha-row").hidden = !o.alpha;
     $("preserve-row").hidden = !o.preserve_color;
     $("preserve-color").checked = false;
-    $("alpha").value = "1";
-    $("alpha-value").textContent = "1.00";
+    const alpha = o.default_alpha ?? 1;
+    $("alpha").value = String(alpha);
+    $("alpha-value").textContent = Number(alpha).toFixed(2);
     const hints = [];
     if (o.max_styles === 1) hints.push("Pick one style from the gallery or upload one.");
     else if (o.weights) hints.push("Pick one or more styles; several are mixed by their weights.");

@@ -1,0 +1,56 @@
+"""A model's own default alpha (card ``contract.default_alpha``): what /v1/models shows, what a request
+without alpha gets, what the page's slider starts at, and a clear refusal of a bad value."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from stylenorm.repository import ModelCard
+from tests.server.conftest import ADAIN_ARGS, GALLERY, _gallery, _save, image_bytes, live_server, open_model
+
+
+@pytest.fixture(scope="module")
+def repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("alpha") / "models"
+    for name, contract in (("soft", {"default_alpha": 0.4}), ("plain", {}), ("odd", {"default_alpha": 0.5})):
+        card = ModelCard(name=name, architecture="adain", arguments=ADAIN_ARGS, styles=list(GALLERY),
+                         contract=contract)
+        _gallery(_save(root, card, seed=3))
+    card_file = root / "odd" / "card.toml"  # edited by hand to a value no model could have been saved with
+    card_file.write_text(card_file.read_text().replace("default_alpha = 0.5", "default_alpha = 2"))
+    return root
+
+
+def test_a_request_without_alpha_gets_the_model_s_own(repository: Path) -> None:
+    with live_server(repository) as server:
+        assert server.client.get("/v1/models/soft").json()["options"]["default_alpha"] == 0.4
+        assert server.client.get("/v1/models/plain").json()["options"]["default_alpha"] == 1.0
+        content = image_bytes(48, 40)
+
+        def stylized(model: str, **extra: str) -> bytes:
+            r = server.client.post(
+                "/v1/stylize", files={"content": ("c.png", content)},
+                data={"model": model, "styles": "warm", "format": "png", **extra},
+            )
+            assert r.status_code == 200, r.text
+            return r.content
+
+        assert stylized("soft") == stylized("soft", alpha="0.4") != stylized("soft", alpha="1")
+        assert stylized("plain") == stylized("plain", alpha="1")
+        # a card whose default is out of range is unavailable, and says why
+        unavailable = {m["name"]: m["reason"] for m in server.client.get("/v1/models").json()["unavailable"]}
+        assert "default_alpha must be a number in [0, 1]" in unavailable["odd"]
+
+
+def test_the_page_s_alpha_slider_starts_at_the_model_s_own(repository: Path, browser: Any) -> None:
+    from selenium.webdriver.common.by import By
+
+    with live_server(repository) as server:
+        for model, want in (("soft", "0.4"), ("plain", "1")):
+            open_model(browser, server, model)
+            slider = browser.find_element(By.ID, "alpha")
+            assert slider.get_attribute("value") == want
+            assert browser.find_element(By.ID, "alpha-value").text == f"{float(want):.2f}"
