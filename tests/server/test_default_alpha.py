@@ -54,3 +54,56 @@ def test_the_page_s_alpha_slider_starts_at_the_model_s_own(repository: Path, bro
             slider = browser.find_element(By.ID, "alpha")
             assert slider.get_attribute("value") == want
             assert browser.find_element(By.ID, "alpha-value").text == f"{float(want):.2f}"
+
+
+def test_a_wct_model_stylizes_through_the_page_at_its_default_alpha(
+    tmp_path_factory: pytest.TempPathFactory, browser: Any
+) -> None:
+    """The WCT family end to end in the browser: gallery thumbnail, upload, slider at the card's 0.6."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+    from selenium.webdriver.common.by import By
+
+    from tests.server.conftest import wait_for
+
+    root = tmp_path_factory.mktemp("wct-page") / "models"
+    card = ModelCard(
+        name="wct", architecture="wct", styles=list(GALLERY), contract={"default_alpha": 0.6},
+        arguments={"encoder": {"fmt": "random", "depth": 16, "last": "relu2_1", "seed": 0},
+                   "levels": ["relu1_1", "relu2_1"], "eps": 1e-5},
+    )
+    _gallery(_save(root, card, seed=5))
+    content = tmp_path_factory.mktemp("wct-content") / "photo.png"
+    pixels = (np.random.default_rng(0).random((48, 64, 3)) * 255).astype(np.uint8)
+    Image.fromarray(pixels).save(content)
+    with live_server(root) as server:
+        open_model(browser, server, "wct")
+        assert browser.find_element(By.ID, "alpha").get_attribute("value") == "0.6"
+        wait_for(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#gallery .thumb img")) == 3)
+        browser.find_element(By.CSS_SELECTOR, '#gallery .thumb[data-style="cool"]').click()
+        browser.find_element(By.ID, "content-input").send_keys(str(content))
+        browser.find_element(By.ID, "stylize-button").click()
+        result = wait_for(
+            browser,
+            lambda d: (
+                (e := d.find_element(By.ID, "result")).is_displayed()
+                and d.execute_script("return arguments[0].complete && arguments[0].naturalWidth", e)
+                and e
+            ),
+        )
+        natural = "return [arguments[0].naturalWidth, arguments[0].naturalHeight]"
+        size = browser.execute_script(natural, result)
+        assert size == [64, 48] and browser.find_element(By.ID, "error").get_attribute("hidden")
+        # the page's request (alpha 0.6 from the slider) equals the API's default for this model
+        direct = server.client.post(
+            "/v1/stylize", files={"content": ("c.png", content.read_bytes())},
+            data={"model": "wct", "styles": "cool", "format": "png"},
+        )
+        explicit = server.client.post(
+            "/v1/stylize", files={"content": ("c.png", content.read_bytes())},
+            data={"model": "wct", "styles": "cool", "format": "png", "alpha": "0.6"},
+        )
+        assert direct.status_code == 200 and direct.content == explicit.content
+        assert Image.open(io.BytesIO(direct.content)).size == (64, 48)
