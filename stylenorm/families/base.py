@@ -121,7 +121,7 @@ class Family:
     kind: ClassVar[Kind]  # the endpoint that serves it
     summary: ClassVar[str] = ""  # one line for docs and listings
     batched: ClassVar[bool] = False  # run_batch stacks requests of one content size into one pass
-    style_statistics: ClassVar[bool] = False  # a style reduces to (mean, std), which the server caches
+    style_statistics: ClassVar[bool] = False  # a style reduces to statistics (style_stats) the server caches
     takes_statistics: ClassVar[bool] = False  # run() accepts cached (mean, std) in place of an image
     tiles: ClassVar[bool] = True  # large contents run in exact tiles (False: pixelwise, needs none)
     exportable: ClassVar[bool] = False  # stylenorm export writes ONNX for it
@@ -197,6 +197,24 @@ class StatisticsFamily(Family):
 
 
 # ----------------------------------------------------------------------------- shared helpers
+
+
+def detached(stats: Any) -> Any:
+    """Style statistics with every tensor detached: (mean, std) pairs, or WCT's {level: (mean, root)}."""
+    if isinstance(stats, Tensor):
+        return stats.detach()
+    if isinstance(stats, dict):
+        return {k: detached(v) for k, v in stats.items()}
+    return type(stats)(detached(v) for v in stats)
+
+
+def on_device(stats: Any, device: torch.device) -> Any:
+    """Style statistics (as :func:`detached` takes them) moved to device."""
+    if isinstance(stats, Tensor):
+        return stats.to(device)
+    if isinstance(stats, dict):
+        return {k: on_device(v, device) for k, v in stats.items()}
+    return type(stats)(on_device(v, device) for v in stats)
 
 
 def test_pattern(size: int = 32, seed: int = 0) -> Tensor:

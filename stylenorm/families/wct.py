@@ -18,11 +18,12 @@ from stylenorm.families.base import (
     any_style,
     check_weights,
     gallery_or_pattern,
+    on_device,
     preserve_colors,
     refuse,
     style_images,
 )
-from stylenorm.nets.wct import LEVELS, WCTNet
+from stylenorm.nets.wct import LEVELS, Colouring, WCTNet
 from stylenorm.repository import ModelCard
 
 if TYPE_CHECKING:
@@ -34,6 +35,8 @@ class WCTFamily(Family):
     kind = "stylize"
     summary = "arbitrary styles by whitening and colouring (WCT): uploads or the gallery, weights, alpha"
     tiles = False  # the whitening takes the statistics of the whole image
+    style_statistics = True  # a style reduces to its colouring statistics per level (style_stats)
+    takes_statistics = True  # run() takes them, cached, in place of images
     exportable = True
     # Newton–Schulz in float32 amplifies the runtimes' different rounding along Σ's small eigenvalues
     onnx_tolerance = 1e-2
@@ -54,6 +57,12 @@ class WCTFamily(Family):
     def capabilities(self, card: ModelCard) -> Capabilities:
         return any_style(card, alpha=True, masks=True)
 
+    def style_stats(self, model: LoadedModel, image: Tensor) -> Colouring:  # type: ignore[override]
+        """One style image's colouring statistics at every level: the server caches them per style."""
+        net = model.module
+        assert isinstance(net, WCTNet)
+        return net.style_stats(image)
+
     def warmup_styles(self, model: LoadedModel) -> list[str | Tensor]:
         return gallery_or_pattern(model)
 
@@ -61,7 +70,10 @@ class WCTFamily(Family):
         net, content = model.module, request.content
         assert isinstance(net, WCTNet)
         refuse(self.name, tile=request.tile)
-        styles = style_images(model, self.name, request.styles)
+        given = list(request.styles)  # images, gallery names, or cached colouring statistics (dicts)
+        pictures = [s for s in given if not isinstance(s, dict)]
+        images = iter(style_images(model, self.name, pictures) if pictures or not given else [])
+        styles: list[Tensor | Colouring] = [s if isinstance(s, dict) else next(images) for s in given]
         weights = check_weights(request.weights, len(styles))
         masks = request.masks
         if masks is not None:
@@ -71,7 +83,7 @@ class WCTFamily(Family):
             if any(not isinstance(m, Tensor) or tuple(m.shape) != size for m in masks):
                 raise SpecError(f"each mask must be (H, W) = {size} like the content")
             masks = [m.to(device) for m in masks]
-        styles_dev = [s.to(device) for s in styles]
+        styles_dev = [on_device(s, device) for s in styles]
         out = net.stylize(content.to(device), styles_dev, weights, request.alpha, masks)
         out = out.to(content.device)
         return preserve_colors(out.float().clamp(0, 1), content) if request.preserve_color else out

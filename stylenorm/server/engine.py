@@ -42,7 +42,7 @@ import torch
 from torch import Tensor
 
 from stylenorm.families import BatchRow, family_of
-from stylenorm.families.base import mix_weights
+from stylenorm.families.base import mix_weights, on_device
 from stylenorm.imageio import WEB_FORMATS, load_image
 from stylenorm.inference.stylize import StyleCache, named_style, resize_to, stylize
 from stylenorm.models import LoadedModel
@@ -619,7 +619,8 @@ class Engine:
         return resize_to(load_image(ref.data, self.max_pixels, WEB_FORMATS), self.style_max_side)
 
     def style_stats(self, model: LoadedModel, ref: StyleRef) -> StyleStats:
-        """(mean, std), each (1, C), of one style for an adain or color model, cached."""
+        """The statistics of one style, cached: (mean, std), each (1, C), for adain and color models;
+        the colouring statistics per level for wct."""
         if ref.name is not None:
             cache, key = self.named_cache, ("name", ref.name)
         else:
@@ -630,10 +631,10 @@ class Engine:
             image = named_style(model, ref.name) if ref.name is not None else self._style_image(ref)
             stats = family_of(model.card).style_stats(model, image.to(self.device))
             cache.put(model.card.name, key, stats)
-        return stats[0].to(self.device), stats[1].to(self.device)
+        return on_device(stats, self.device)
 
     def precompute_named(self, model: LoadedModel) -> int:
-        """Compute the statistics of every gallery style of an adain/color model; returns how many."""
+        """Compute the statistics of every gallery style (adain, color, wct models); returns how many."""
         if not family_of(model.card).style_statistics:
             return 0
         done = 0
