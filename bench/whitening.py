@@ -1,7 +1,8 @@
 """Whitening: Newton–Schulz (the default, SVD-free) against the eigendecomposition, in one run.
 
 Per channel count: instance whitening of (1, C, 64, 64) features, forward and forward+backward, median
-milliseconds over repeats, and the Newton result's distance to the exact one; then, with a WCT model
+milliseconds over repeats, the Newton result's distance to the exact one, and the memory each keeps
+for its backward (the distinct tensors autograd saves); then, with a WCT model
 (``--model``, optional), the whole cascade on a 512² photo with each method.
 
     .venv/bin/python bench/whitening.py [--channels 64 256 512] [--model models/wct] [--markdown FILE]
@@ -37,6 +38,19 @@ def _features(c: int, seed: int = 0) -> torch.Tensor:
     return torch.relu(mix @ x).reshape(1, c, 64, 64) + 0.01
 
 
+def saved_megabytes(layer: torch.nn.Module, x: torch.Tensor) -> float:
+    """The memory a forward keeps for its backward: the distinct tensors autograd saves, in MB."""
+    seen: dict[tuple[int, int], int] = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        seen[(t.untyped_storage().data_ptr(), t.untyped_storage().nbytes())] = t.untyped_storage().nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        layer(x.clone().requires_grad_())
+    return sum(seen.values()) / 1e6
+
+
 def layer_rows(channels: list[int], repeats: int) -> list[str]:
     rows = []
     for c in channels:
@@ -53,9 +67,10 @@ def layer_rows(channels: list[int], repeats: int) -> list[str]:
             xg = x.clone().requires_grad_()
             fb = _median_ms(lambda layer=layer, xg=xg: layer(xg).square().sum().backward(), repeats)
             cells += [fwd, fb]
+        memory = [saved_megabytes(layer, x) for layer in (newton, eigh)]
         rows.append(
             f"| {c} | {cells[0]:.1f} | {cells[1]:.1f} | {cells[2]:.1f} | {cells[3]:.1f} | "
-            f"{cells[2] / cells[0]:.2f} | {distance:.1e} | {error:.1e} |"
+            f"{cells[2] / cells[0]:.2f} | {distance:.1e} | {error:.1e} | {memory[0]:.1f} | {memory[1]:.1f} |"
         )
     return rows
 
@@ -95,8 +110,8 @@ def main() -> None:
         "threads; newton = 30 Newton–Schulz iterations, eigh = torch.linalg.eigh.",
         "",
         "| C | newton fwd | newton fwd+bwd | eigh fwd | eigh fwd+bwd | eigh/newton fwd | max |newton − eigh| "
-        "| newton cov − I |",
-        "|---|---|---|---|---|---|---|---|",
+        "| newton cov − I | newton saved for bwd (MB) | eigh saved for bwd (MB) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
         *layer_rows(args.channels, args.repeats),
     ]
     if args.model:
