@@ -254,8 +254,8 @@ class Trainer:
 
     def _iteration(self) -> dict[str, Tensor]:
         """One iteration of the recipe's schedule; its terms in the order of the recipe's updates."""
-        for module in self.recipe.modules.values():
-            module.train()
+        for update in self.recipe.updates:  # what learns; frozen encoders and G's average stay in eval
+            update.module.train()
         by_update: dict[str, dict[str, Tensor]] = {}
         batch = None
         for phase in self.recipe.schedule:
