@@ -729,7 +729,6 @@ RECIPE_CONFIGS: dict[str, type[RunConfig]] = {
     "spade": SpadeConfig,
     "cgan": CGANConfig,
 }
-GAN_RECIPES = ("spade", "cgan")
 
 
 def flag(key: str) -> str:
@@ -827,7 +826,6 @@ def make_config(
 
 
 __all__ = [
-    "GAN_RECIPES",
     "RECIPE_CONFIGS",
     "SPADE_LAYOUTS",
     "AdaINConfig",
