@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from stylenorm import models
-from stylenorm.errors import SpecError
+from stylenorm.errors import ShapeError, SpecError
 from stylenorm.inference.stylize import stylize
 from stylenorm.nets.adain import crop_margin, pad_mirrored
 from stylenorm.nets.vgg import VGGEncoder
@@ -152,3 +152,18 @@ def test_the_wct_model_exports_to_onnx_and_passes_the_onnxruntime_check(
         model, paths, (torch.rand(2, 3, 60, 72, generator=g), torch.rand(1, 3, 50, 40, generator=g))
     )
     assert worst <= family_of(model.card).onnx_tolerance, worst
+
+
+def test_all_four_levels_train_and_stylize_any_size(content: Path, tmp_path: Path) -> None:
+    """relu1_1…relu4_1 (the paper's cascade): the recipe trains all four decoders, and the model keeps
+    an odd-sized content's size through the 8-pixel alignment relu4_1 needs (large enough that
+    relu4_1's 512 channels have more pixels than channels to whiten; smaller is a clear ShapeError)."""
+    levels = "relu1_1,relu2_1,relu3_1,relu4_1"
+    result = train(make_config("wct", settings(content, tmp_path / "wct4", steps=2, levels=levels)))
+    assert {f"pixel_{level}" for level in levels.split(",")} <= set(result.history[-1])
+    loaded = models.load(tmp_path / "wct4")
+    assert isinstance(loaded.module, WCTNet) and loaded.module.levels == tuple(levels.split(","))
+    out = stylize(loaded, torch.rand(1, 3, 181, 203), [torch.rand(1, 3, 200, 200)], alpha=0.6)
+    assert out.shape == (1, 3, 181, 203) and torch.isfinite(out).all()
+    with pytest.raises(ShapeError, match="needs at least that many elements per map"):
+        stylize(loaded, torch.rand(1, 3, 45, 61), [torch.rand(1, 3, 200, 200)])
