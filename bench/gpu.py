@@ -97,34 +97,31 @@ def bench_inference(args: argparse.Namespace, device: torch.device) -> list[dict
         family = family_of(model.card)
         for batch in args.batches:
             for label, path in (("float32", InferencePath(None, False)), ("path", new)):
-                layout = torch.channels_last if path.channels_last else torch.contiguous_format
+                served = family.serving_path(path)
+                layout = torch.channels_last if served.channels_last else torch.contiguous_format
                 model.module.to(memory_format=layout)
                 run = forward_for(model, batch, args.size, device)
 
-                allowed = family.reduced_precision
-
-                def step(run: Any = run, path: InferencePath = path, allowed: bool = allowed) -> Any:
-                    with torch.inference_mode(), path.autocast(device, allowed):
+                def step(run: Any = run, path: InferencePath = served) -> Any:
+                    with torch.inference_mode(), path.autocast(device):
                         return run()
 
                 try:
                     rate = images_per_s(step, batch, device, args.repeats)
                 except torch.OutOfMemoryError:
                     rate = float("nan")
-                shown = label if label == "float32" else path.describe()
+                shown = label if label == "float32" else served.describe()
                 rows.append({"model": name, "batch": batch, "path": shown, "images_per_s": rate})
                 print(f"{name:13s} batch {batch:3d} {rows[-1]['path']:26s} {rate:9.1f} img/s", flush=True)
                 if args.compile and device.type == "cuda" and label == "path":
                     compiled = torch.compile(run, mode="reduce-overhead")
 
-                    def compiled_step(
-                        fn: Any = compiled, path: InferencePath = path, allowed: bool = allowed
-                    ) -> Any:
-                        with torch.inference_mode(), path.autocast(device, allowed):
+                    def compiled_step(fn: Any = compiled, path: InferencePath = served) -> Any:
+                        with torch.inference_mode(), path.autocast(device):
                             return fn()
 
                     rate = images_per_s(compiled_step, batch, device, args.repeats)
-                    rows.append({"model": name, "batch": batch, "path": path.describe() + ", compiled",
+                    rows.append({"model": name, "batch": batch, "path": served.describe() + ", compiled",
                                  "images_per_s": rate})
                     print(f"{name:13s} batch {batch:3d} compiled {rate:9.1f} img/s", flush=True)
     return rows

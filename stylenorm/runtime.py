@@ -78,9 +78,9 @@ class InferencePath:
     dtype: torch.dtype | None
     channels_last: bool
 
-    def autocast(self, device: torch.device, allowed: bool = True) -> contextlib.AbstractContextManager:
-        """The autocast region for a family (``allowed``: it may run in reduced precision)."""
-        if self.dtype is None or not allowed:
+    def autocast(self, device: torch.device) -> contextlib.AbstractContextManager:
+        """The autocast region of this path (none for float32)."""
+        if self.dtype is None:
             return contextlib.nullcontext()
         return torch.autocast(device.type, dtype=self.dtype)
 

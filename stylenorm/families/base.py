@@ -20,6 +20,7 @@ from torch import Tensor, nn
 
 from stylenorm.errors import ShapeError, SpecError, StylenormError
 from stylenorm.repository import ModelCard, ModelError
+from stylenorm.runtime import InferencePath
 
 if TYPE_CHECKING:
     from stylenorm.inference.stylize import StyleCache
@@ -129,6 +130,12 @@ class Family:
     needs_gradients: ClassVar[bool] = False  # run() optimises: no torch.inference_mode around it
     reduced_precision: ClassVar[bool] = True  # may run under float16/bfloat16 autocast
     channels_last: ClassVar[bool] = True  # runs faster in channels_last (bench/e2e.py measures it)
+
+    def serving_path(self, path: InferencePath) -> InferencePath:
+        """``path`` as this family runs on it: no autocast unless ``reduced_precision``, channels_last
+        only where the family gains from it."""
+        dtype = path.dtype if self.reduced_precision else None
+        return InferencePath(dtype, path.channels_last and self.channels_last)
 
     def build(self, card: ModelCard) -> nn.Module:
         """A freshly initialized module for the card's arguments."""

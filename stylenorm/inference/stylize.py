@@ -21,7 +21,6 @@ call this module.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import threading
 from collections import OrderedDict
@@ -46,6 +45,7 @@ from stylenorm.models import LoadedModel
 from stylenorm.nets.adain import StyleStats
 from stylenorm.nets.optimise import OptimiseOptions
 from stylenorm.nets.tiling import DEFAULT_TILE, MIN_TILE
+from stylenorm.runtime import InferencePath
 
 
 def resize_to(image: Tensor, size: int | None) -> Tensor:
@@ -211,8 +211,7 @@ def stylize(
     refuse(family.name, optimise=optimise, progress=progress)
     if not family.tiles:
         refuse(family.name, tile=tile)
-    allowed = dtype is not None and family.reduced_precision
-    precision = torch.autocast(device.type, dtype=dtype) if allowed else contextlib.nullcontext()
+    precision = family.serving_path(InferencePath(dtype, False)).autocast(device)
     with torch.inference_mode(), precision:
         out = family.run(model, request, device)
     return out.float().clamp(0.0, 1.0).to(content.device)

@@ -559,7 +559,8 @@ class Engine:
 
     def _precision(self, model: LoadedModel | None = None) -> contextlib.AbstractContextManager:
         # the path's autocast where the family allows it (colour transfer's log10 of tiny values does not)
-        return self.path.autocast(self.device, model is None or family_of(model.card).reduced_precision)
+        path = self.path if model is None else family_of(model.card).serving_path(self.path)
+        return path.autocast(self.device)
 
     def _execute(self, jobs: list[Job]) -> None:
         """Run jobs (one batch key, or one job alone) and resolve their futures."""
@@ -662,7 +663,7 @@ class Engine:
     def _stylize_batch(self, model: LoadedModel, works: list[StylizeWork]) -> Tensor:
         """One forward pass for contents of one size -> (N, 3, H, W) float32 in [0, 1] on the CPU."""
         x = torch.cat([w.content for w in works]).to(self.device, torch.float32)
-        if self.path.channels_last and family_of(model.card).channels_last:
+        if family_of(model.card).serving_path(self.path).channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         out = family_of(model.card).run_batch(model, x, [self._row(model, w) for w in works])
         return out.float().clamp(0.0, 1.0).cpu()
@@ -689,6 +690,6 @@ class Engine:
             work.masks,
             None,
             self.max_untiled_pixels,
-            dtype=self.path.dtype if family.reduced_precision else None,
+            dtype=family.serving_path(self.path).dtype,
         )
         return out.float().cpu()

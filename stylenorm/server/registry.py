@@ -21,6 +21,7 @@ import torch
 from stylenorm.families import family_of
 from stylenorm.models import LoadedModel, load
 from stylenorm.repository import scan
+from stylenorm.runtime import InferencePath
 from stylenorm.server.errors import ApiError
 
 log = logging.getLogger("stylenorm.server.registry")
@@ -63,10 +64,12 @@ class ServedModel:
 class Registry:
     """Models by name; ``load_all`` fills it (in a background thread), ``ready`` says when it is done."""
 
-    def __init__(self, models_dir: str | Path, device: str = "cpu", channels_last: bool = False) -> None:
+    def __init__(
+        self, models_dir: str | Path, device: str = "cpu", path: InferencePath | None = None
+    ) -> None:
         self.models_dir = Path(models_dir)
         self.device = device
-        self.channels_last = channels_last
+        self.path = path or InferencePath(None, False)
         self.models: dict[str, ServedModel] = {}
         self.unavailable: dict[str, str] = {}
         self.loading = True
@@ -115,7 +118,7 @@ class Registry:
                     "unservable",
                     f"{loaded.card.architecture} models need {module}.{attr}, which this stylenorm lacks",
                 )
-            if self.channels_last and family_of(loaded.card).channels_last:
+            if family_of(loaded.card).serving_path(self.path).channels_last:
                 loaded.module.to(memory_format=torch.channels_last)
             served = ServedModel(loaded, kind, 0.0)
             if warm is not None:

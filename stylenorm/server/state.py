@@ -56,7 +56,7 @@ class ServerState:
             max_kept=settings.job_max_kept,
             time_limit_s=settings.optimise_time_limit_s,
         )
-        registry = Registry(settings.models_dir, device, path.channels_last)
+        registry = Registry(settings.models_dir, device, path)
         return cls(settings, metrics, registry, engine, jobs, PixelBudget(settings.max_pixels_in_flight))
 
 

@@ -78,11 +78,12 @@ class Recipe:
         datasets: one stream each; a tensor item becomes ``batch[name]``, a dict item is merged in.
         updates: the optimizers, in the order their losses are logged.
         schedule: one iteration (default: the update ``net`` on a new batch).
-        model: the whole model the folder stores (the default :meth:`model_to_save`).
+        model: the whole model the folder stores (the default :meth:`model_to_save`; its frozen parts
+            move to the device with the modules), or None (the GANs: :meth:`model_to_save` builds it).
     """
 
     config: Any
-    model: nn.Module
+    model: nn.Module | None = None
     modules: dict[str, nn.Module]
     datasets: dict[str, Dataset]
     updates: list[Update]
@@ -108,9 +109,11 @@ class Recipe:
     def after_iteration(self) -> None:
         """Called after every iteration (a moving average of G updates here)."""
 
+    _preview: Sequence[Tensor] | None = None  # what a loss keeps of its last batch for the grid
+
     def preview(self) -> Sequence[Tensor] | None:
         """Rows (k, 3, S, S) of the sample grid for the last batch, or None before the first."""
-        raise NotImplementedError
+        return self._preview
 
     def card(self) -> ModelCard:
         """The model card without provenance (the trainer adds it)."""
@@ -122,6 +125,8 @@ class Recipe:
 
     def model_to_save(self) -> nn.Module:
         """The module whose weights the model folder stores (``weights_to_save`` picks from it)."""
+        if self.model is None:
+            raise NotImplementedError(f"{type(self).__name__} stores no single model: override model_to_save")
         return self.model
 
 

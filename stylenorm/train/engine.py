@@ -36,7 +36,7 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
-from torch import Tensor, nn
+from torch import Tensor
 from torch.nn.parallel import DistributedDataParallel
 from torchvision.utils import save_image
 from tqdm import tqdm
@@ -138,8 +138,7 @@ class Trainer:
         recipe = self.recipe
         self.memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
         # the whole model (a frozen encoder too) runs in the run's memory format, as do G, D and its average
-        whole = getattr(recipe, "model", None)
-        for module in [*recipe.modules.values(), *([whole] if isinstance(whole, nn.Module) else [])]:
+        for module in [*recipe.modules.values(), *([recipe.model] if recipe.model is not None else [])]:
             module.to(device=device, memory_format=self.memory_format)
         if self.checkpoint is not None:
             self._load_modules(self.checkpoint)

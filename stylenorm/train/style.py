@@ -195,7 +195,6 @@ class _GramRecipe(Recipe):
         self.net = self.model  # the trainer puts its DDP wrapper here under torchrun
         self.modules = {"net": self.model}
         self.updates = [Update("net", self.model, self.loss, cfg.lr)]
-        self._preview: tuple[Tensor, Tensor, Tensor] | None = None
 
     def _balance(self, device: torch.device) -> dict[str, Tensor]:
         """What each term is divided by: {tap: (S,) per style, "content": ()}; all ones without balancing.
@@ -257,10 +256,6 @@ class _GramRecipe(Recipe):
         thumbs = self.style_thumbs[index.to(self.style_thumbs.device)]
         self._preview = (x[:k].detach(), thumbs, y[:k].detach())
         return sum(terms.values()), terms  # type: ignore[return-value]
-
-    def preview(self) -> tuple[Tensor, Tensor, Tensor] | None:
-        """Content, style and output rows of the last batch."""
-        return self._preview
 
     def card(self) -> ModelCard:
         """Architecture, constructor arguments, style names (file stems, table order), contract."""
@@ -378,7 +373,6 @@ class AdaINRecipe(Recipe):
             for name, folder in (("content", cfg.content), ("style", cfg.style))
         }
         self.scales = self._balance(device)
-        self._preview: tuple[Tensor, Tensor, Tensor] | None = None
 
     def _balance(self, device: torch.device) -> dict[str, Tensor]:
         """What each term is divided by: {tap: (), "content": ()}; all ones without balancing.
@@ -436,10 +430,6 @@ class AdaINRecipe(Recipe):
         self._preview = (content[:k].detach(), style[:k].detach(), output[:k].detach())
         return sum(terms.values()), terms  # type: ignore[return-value]
 
-    def preview(self) -> tuple[Tensor, Tensor, Tensor] | None:
-        """Content, style and output rows of the last batch."""
-        return self._preview
-
     def card(self) -> ModelCard:
         """An ``adain`` card: encoder spec and eps (arbitrary styles, so no style names)."""
         cfg, encoder = self.config, self.model.encoder
@@ -484,7 +474,6 @@ class WCTRecipe(Recipe):
         with torch.no_grad():  # each level's feature term is divided by its features' mean square
             feats = encoder(reference_contents(self.datasets["content"], device), self.levels)
             self.scales = {level: f.float().square().mean() for level, f in feats.items()}
-        self._preview: tuple[Tensor, Tensor, Tensor] | None = None
 
     def loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         """Σ over levels: pixel MSE(g_l(f_l(x)), x) + feature MSE(f_l(g_l(f_l(x))), f_l(x)) / scale_l."""
@@ -503,12 +492,9 @@ class WCTRecipe(Recipe):
             )
         k = min(PREVIEW, content.shape[0])
         first, last = decoded[self.levels[0]], decoded[self.levels[-1]]
+        # grid rows: contents, their reconstruction at the shallowest level, and at the deepest
         self._preview = (content[:k].detach(), first[:k].detach(), last[:k].detach())
         return sum(terms.values()), terms  # type: ignore[return-value]
-
-    def preview(self) -> tuple[Tensor, Tensor, Tensor] | None:
-        """Contents, their reconstruction at the shallowest level, and at the deepest."""
-        return self._preview
 
     def card(self) -> ModelCard:
         """A ``wct`` card: the encoder spec, the levels, eps."""

@@ -308,3 +308,18 @@ def open_model(driver: Any, server: LiveServer, model: str) -> None:
     wait_for(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#model-select option"))
     Select(driver.find_element(By.ID, "model-select")).select_by_value(model)
     wait_for(driver, lambda d: d.execute_script("return document.body.dataset.model") == model)
+
+
+def result_size(driver: Any) -> tuple[int, int]:
+    """Wait for the page's result image to load; its natural (width, height)."""
+    from selenium.webdriver.common.by import By
+
+    img = wait_for(
+        driver,
+        lambda d: (
+            (e := d.find_element(By.ID, "result")).is_displayed()
+            and d.execute_script("return arguments[0].complete && arguments[0].naturalWidth", e)
+            and e
+        ),
+    )
+    return tuple(driver.execute_script("return [arguments[0].naturalWidth, arguments[0].naturalHeight]", img))

@@ -15,7 +15,17 @@ import torch
 from PIL import Image
 
 from stylenorm.repository import ModelCard
-from tests.server.conftest import ADAIN_ARGS, GALLERY, _gallery, _save, image_bytes, live_server, open_model
+from tests.server.conftest import (
+    ADAIN_ARGS,
+    GALLERY,
+    _gallery,
+    _save,
+    image_bytes,
+    live_server,
+    open_model,
+    result_size,
+    wait_for,
+)
 
 
 @pytest.fixture(scope="module")
@@ -86,8 +96,6 @@ def test_a_wct_model_stylizes_through_the_page_at_its_default_alpha(
     """The WCT family end to end in the browser: gallery thumbnail, upload, slider at the card's 0.6."""
     from selenium.webdriver.common.by import By
 
-    from tests.server.conftest import wait_for
-
     root, content = wct_repository
     with live_server(root) as server:
         open_model(browser, server, "wct")
@@ -96,17 +104,8 @@ def test_a_wct_model_stylizes_through_the_page_at_its_default_alpha(
         browser.find_element(By.CSS_SELECTOR, '#gallery .thumb[data-style="cool"]').click()
         browser.find_element(By.ID, "content-input").send_keys(str(content))
         browser.find_element(By.ID, "stylize-button").click()
-        result = wait_for(
-            browser,
-            lambda d: (
-                (e := d.find_element(By.ID, "result")).is_displayed()
-                and d.execute_script("return arguments[0].complete && arguments[0].naturalWidth", e)
-                and e
-            ),
-        )
-        natural = "return [arguments[0].naturalWidth, arguments[0].naturalHeight]"
-        size = browser.execute_script(natural, result)
-        assert size == [64, 48] and browser.find_element(By.ID, "error").get_attribute("hidden")
+        size = result_size(browser)
+        assert size == (64, 48) and browser.find_element(By.ID, "error").get_attribute("hidden")
         # the page's request (alpha 0.6 from the slider) equals the API's default for this model
         direct = server.client.post(
             "/v1/stylize", files={"content": ("c.png", content.read_bytes())},

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.server.conftest import BROWSER_MISSING, LiveServer, image_bytes, open_model, wait_for
+from tests.server.conftest import BROWSER_MISSING, LiveServer, image_bytes, open_model, result_size, wait_for
 
 pytestmark = pytest.mark.skipif(bool(BROWSER_MISSING), reason=BROWSER_MISSING)
 
@@ -31,20 +31,6 @@ def _landscape(w: int, h: int) -> bytes:
     buf = io.BytesIO()
     Image.fromarray((img * 255).astype(np.uint8), "RGB").save(buf, "PNG")
     return buf.getvalue()
-
-
-def _result_size(driver: object) -> tuple[int, int]:
-    from selenium.webdriver.common.by import By
-
-    img = wait_for(
-        driver,
-        lambda d: (
-            (e := d.find_element(By.ID, "result")).is_displayed()
-            and d.execute_script("return arguments[0].complete && arguments[0].naturalWidth", e)
-            and e
-        ),
-    )
-    return tuple(driver.execute_script("return [arguments[0].naturalWidth, arguments[0].naturalHeight]", img))
 
 
 def test_stylize_with_the_color_model_in_a_browser(
@@ -81,7 +67,7 @@ def test_stylize_with_the_color_model_in_a_browser(
     assert [b.get_attribute("data-style") for b in pressed] == ["warm"]
     browser.find_element(By.ID, "content-input").send_keys(str(content))
     browser.find_element(By.ID, "stylize-button").click()
-    assert _result_size(browser) == (96, 64)
+    assert result_size(browser) == (96, 64)
     assert browser.find_element(By.ID, "error").get_attribute("hidden")
     assert browser.find_element(By.ID, "result-size").text == "96×64"
     shot = Path(os.environ.get("STYLENORM_SCREENSHOT") or tmp_path / "page.png")
@@ -106,7 +92,7 @@ def test_mixing_styles_of_a_multistyle_model(browser: object, server: LiveServer
     assert len(browser.find_elements(By.CSS_SELECTOR, "#selected-styles input.weight")) == 2
     browser.find_element(By.ID, "content-input").send_keys(str(content))
     browser.find_element(By.ID, "stylize-button").click()
-    assert _result_size(browser) == (40, 48)
+    assert result_size(browser) == (40, 48)
 
 
 def test_errors_are_shown_from_the_json_body(browser: object, server: LiveServer, tmp_path: Path) -> None:
