@@ -352,6 +352,13 @@ class AdaINConfig(TrainConfig):
         "decodes the content's own features and is scored on the pixels, MSE(g(f(c)), c); teaches a sharp "
         "inversion quickly, at about a third more time per step (0 = off)",
     )
+    init_from: Path | None = Field(
+        None,
+        description="start the decoder from a trained model folder instead of random weights (a new run "
+        "only; --resume wins): an adain model's decoder, or a wct model's reconstruction decoder at "
+        "--encoder-layer; its encoder must be this run's. A decoder that already inverts the encoder "
+        "keeps the photo from step 0, so the style loss only has to add texture",
+    )
 
     @model_validator(mode="after")
     def _sizes(self) -> AdaINConfig:

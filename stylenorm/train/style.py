@@ -135,6 +135,41 @@ def init_from_model(net: nn.Module, folder: Path, style: str | None = None) -> N
     log.info("initialised from %s (%d tensors)", folder, len(state))
 
 
+def init_decoder(decoder: nn.Module, folder: Path, encoder: VGGEncoder) -> None:
+    """Load the decoder of a saved adain model, or a wct model's decoder at ``encoder.last``.
+
+    The source must invert the same encoder (weights and cut): a decoder of another encoder would start
+    the run from noise with the look of a trained one, so a mismatch is a clear error.
+    """
+    card = read_card(folder)
+    source_encoder = card.arguments.get("encoder", {})
+    if card.architecture == "adain":
+        prefix = "decoder."
+        level = source_encoder.get("last")
+    elif card.architecture == "wct":
+        level = encoder.last
+        if level not in card.arguments.get("levels", []):
+            raise DataError(
+                f"--init-from {folder}: the wct model has no decoder at {level} "
+                f"(its levels: {', '.join(card.arguments.get('levels', []))})"
+            )
+        prefix = f"decoders.by_level.{level}."
+    else:
+        raise DataError(
+            f"--init-from {folder} is a {card.architecture} model; adain starts from an adain or wct model"
+        )
+    mine = {"fmt": encoder.fmt, "depth": encoder.depth, "last": encoder.last}
+    theirs = {"fmt": source_encoder.get("fmt"), "depth": source_encoder.get("depth"), "last": level}
+    if mine != theirs:
+        raise DataError(f"--init-from {folder} decodes another encoder ({theirs}); this run's is {mine}")
+    state = {k[len(prefix) :]: v for k, v in load_weights(folder, card).items() if k.startswith(prefix)}
+    try:
+        decoder.load_state_dict({k: v.float() for k, v in state.items()})
+    except RuntimeError as exc:
+        raise DataError(f"--init-from {folder} does not fit this decoder: {exc}") from exc
+    log.info("decoder initialised from %s (%s at %s)", folder, card.architecture, level)
+
+
 def _balance_record(mode: str, scales: dict[str, Tensor]) -> dict[str, Any]:
     """The card's record of --loss-balance: the mode and the divisors it measured."""
     if mode == "none":
@@ -362,6 +397,8 @@ class AdaINRecipe(Recipe):
         self.depth = encoder_depth(cfg.encoder, 19)  # VGG-19 as the AdaIN paper; hed is a VGG-16
         encoder = build_encoder(cfg, self.depth, cfg.encoder_layer, device)
         self.model = AdaINNet(encoder, eps=cfg.eps).to(device)
+        if cfg.init_from is not None:
+            init_decoder(self.model.decoder, cfg.init_from, encoder)
         self.last = cfg.encoder_layer
         self.taps = cfg.style_taps
         self.layer_weights = cfg.layer_weights()
@@ -454,6 +491,7 @@ class AdaINRecipe(Recipe):
             "loss_balance": _balance_record(cfg.loss_balance, self.scales),
             "data": {name: _dataset_summary(ds) for name, ds in self.datasets.items()},
             "load_size": cfg.load_size,
+            "init_from": None if cfg.init_from is None else str(cfg.init_from),
         }
 
 

@@ -21,8 +21,9 @@ from stylenorm.cli import main
 from stylenorm.data import DataError
 from stylenorm.errors import MissingWeightsError
 from stylenorm.losses.style import gram_matrix
-from stylenorm.nets import AdaINNet, TransformerNet
+from stylenorm.nets import AdaINNet, TransformerNet, VGGEncoder
 from stylenorm.train import ConfigError, TrainResult, build_recipe, make_config, train
+from stylenorm.train.style import init_decoder
 from tests.data.drawing import add_corrupt_files, draw_image, image_folder
 
 RECIPES = ("fast", "multistyle", "adain")
@@ -254,6 +255,39 @@ def test_a_fast_net_init_from_a_multistyle_row_equals_that_row(
         build_recipe(cfg, torch.device("cpu"))
     with pytest.raises(ConfigError, match="give --init-from"):
         make_config("fast", settings(data, "fast", tmp_path / "p", init_style="y"))
+
+
+def test_adain_init_from_starts_the_decoder_as_an_adain_or_wct_models(
+    full_runs: dict[str, TrainResult], data: Data, tmp_path: Path
+) -> None:
+    """--init-from for adain: an adain model's decoder, or a wct model's decoder at the same cut of the same
+    encoder, copied exactly; any other source is a clear error naming the folder."""
+    source = models.load(full_runs["adain"].folder)
+    cfg = make_config("adain", settings(data, "adain", tmp_path / "a", init_from=full_runs["adain"].folder))
+    r = build_recipe(cfg, torch.device("cpu"))
+    for key, value in source.module.decoder.state_dict().items():
+        torch.testing.assert_close(r.model.decoder.state_dict()[key], value.float(), rtol=0, atol=0)
+    assert r.provenance()["init_from"] == str(full_runs["adain"].folder)
+
+    wct_folder = tmp_path / "wct"
+    wct_settings = settings(data, "wct", wct_folder, steps=1, levels="relu2_1,relu3_1")
+    del wct_settings["style"]
+    train(make_config("wct", wct_settings), build_recipe)
+    wct = models.load(wct_folder).module
+    encoder = VGGEncoder(depth=16, last="relu3_1", fmt="random", seed=0)
+    net = AdaINNet(encoder)
+    init_decoder(net.decoder, wct_folder, encoder)
+    x = torch.rand(1, 256, 6, 5)
+    with torch.no_grad():
+        torch.testing.assert_close(net.decoder(x), wct.decoders.by_level["relu3_1"](x).float())
+    with pytest.raises(DataError, match="no decoder at relu4_1"):
+        deeper = VGGEncoder(16, "relu4_1", "random")
+        init_decoder(AdaINNet(deeper).decoder, wct_folder, deeper)
+    with pytest.raises(DataError, match="decodes another encoder"):  # VGG-19, not the wct model's VGG-16
+        vgg19 = settings(data, "adain", tmp_path / "b", init_from=wct_folder, encoder_layer="relu3_1")
+        build_recipe(make_config("adain", vgg19), torch.device("cpu"))
+    with pytest.raises(DataError, match="adain starts from an adain or wct model"):
+        init_decoder(net.decoder, full_runs["fast"].folder, encoder)
 
 
 def test_lr_warmup_raises_the_lr_linearly_then_holds_it(data: Data, tmp_path: Path) -> None:
