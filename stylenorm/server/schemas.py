@@ -83,6 +83,9 @@ class ModelDetail(ModelSummary):
     classes: list[str] | None = Field(None, description="class names (spade, cgan)")
     palette: list[list[int]] | None = Field(None, description="one RGB colour per class (spade)")
     size: list[int] | None = Field(None, description="label map size [H, W] (spade)")
+    example: str | None = Field(
+        None, description="URL of an example label map to start painting from (spade models that ship one)"
+    )
 
 
 class GenerateRequest(BaseModel):

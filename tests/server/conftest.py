@@ -304,10 +304,10 @@ def open_model(driver: Any, server: LiveServer, model: str) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select
 
-    driver.get(server.url + "/")
-    wait_for(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#model-select option"))
-    Select(driver.find_element(By.ID, "model-select")).select_by_value(model)
+    driver.get(f"{server.url}/?model={model}")  # the page opens that model's task with it picked
     wait_for(driver, lambda d: d.execute_script("return document.body.dataset.model") == model)
+    picked = Select(driver.find_element(By.ID, "model-select")).first_selected_option
+    assert picked.get_attribute("value") == model
 
 
 def result_size(driver: Any) -> tuple[int, int]:

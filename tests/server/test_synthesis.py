@@ -7,6 +7,7 @@ import io
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -41,6 +42,7 @@ def gan_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]
         arguments={"label_nc": 3, "ngf": 4, "z_dim": 8, "crop_size": 64, "use_vae": True, "hidden": 8},
     )
     save_model(root / "scene", scene, weights_to_save(scene, build(scene)))
+    (root / "scene" / "example.png").write_bytes(_label_png(_scene_ids()))  # the painting's starting map
     digits = ModelCard(
         name="digits",
         architecture="cgan",
@@ -186,6 +188,7 @@ def test_paint_a_label_map_and_synthesize_in_the_browser(browser: object, gan_se
     from selenium.webdriver.common.by import By
 
     open_model(browser, gan_server, "scene")
+    browser.find_element(By.ID, "clear-canvas").click()  # the page starts from the example map
     chips = browser.find_elements(By.CSS_SELECTOR, "#class-list .class-chip")
     assert [c.text for c in chips] == ["sky (eraser)", "grass", "water"]
     chips[2].click()  # water
@@ -241,3 +244,123 @@ def test_the_page_lists_generated_images(browser: object, gan_server: LiveServer
     count.send_keys("3")
     browser.find_element(By.ID, "generate-button").click()
     wait_for(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#gen-results img")) == 3)
+
+
+CANVAS_COUNTS = """
+const ctx = document.getElementById('label-canvas').getContext('2d');
+const d = ctx.getImageData(0, 0, 64, 64).data, out = {};
+for (let i = 0; i < d.length; i += 4) {
+    const k = d[i] + ',' + d[i + 1] + ',' + d[i + 2];
+    out[k] = (out[k] || 0) + 1;
+}
+return out;
+"""
+
+
+def test_a_synthesis_model_serves_its_example_map(gan_server: LiveServer) -> None:
+    c = gan_server.client
+    scene = c.get("/v1/models/scene").json()
+    assert scene["example"] == "/v1/models/scene/example"
+    r = c.get(scene["example"])
+    assert r.status_code == 200 and r.headers["content-type"] == "image/png"
+    assert r.content == (gan_server.settings.models_dir / "scene" / "example.png").read_bytes()
+    assert c.get(scene["example"], headers={"If-None-Match": r.headers["etag"]}).status_code == 304
+    assert c.get("/v1/models/digits").json()["example"] is None
+    missing = c.get("/v1/models/digits/example")
+    assert missing.status_code == 404 and "no example label map" in missing.json()["error"]["message"]
+    assert c.get("/v1/models/nope/example").json()["error"]["code"] == "unknown_model"
+
+
+@pytest.mark.skipif(bool(BROWSER_MISSING), reason=BROWSER_MISSING)
+def test_paint_from_the_example_map_with_undo_and_download(browser: object, gan_server: LiveServer) -> None:
+    """The page starts from the model's example map (legend beside it); a stroke, undo (button and
+    Ctrl+Z), clear and the example button; the synthesis comes with a download."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    open_model(browser, gan_server, "scene")
+    ids, counts = np.unique(_scene_ids(), return_counts=True)
+    example = {",".join(map(str, PALETTE[k])): int(n) for k, n in zip(ids, counts, strict=True)}
+    wait_for(browser, lambda d: d.execute_script(CANVAS_COUNTS) == example)
+    legend = [c.text for c in browser.find_elements(By.CSS_SELECTOR, "#class-list .class-chip")]
+    assert legend == ["sky (eraser)", "grass", "water"]
+    undo = browser.find_element(By.ID, "undo-button")
+    assert not undo.is_enabled()  # nothing painted yet
+    browser.execute_script(
+        "const s = document.getElementById('brush-size'); s.value = 20; s.dispatchEvent(new Event('input'));"
+    )
+    assert browser.find_element(By.ID, "brush-value").text == "20"
+    canvas = browser.find_element(By.ID, "label-canvas")
+    w, h = canvas.size["width"], canvas.size["height"]
+    browser.find_elements(By.CSS_SELECTOR, "#class-list .class-chip")[2].click()  # water
+    stroke = ActionChains(browser).move_to_element_with_offset(canvas, -w // 4, -h // 4).click_and_hold()
+    stroke.move_by_offset(w // 2, 0).release().perform()
+    painted = browser.execute_script(CANVAS_COUNTS)
+    assert painted["30,60,160"] > example["30,60,160"] + 200  # a 20 px wide stroke of water across the sky
+    undo.click()
+    assert browser.execute_script(CANVAS_COUNTS) == example
+    assert not undo.is_enabled()
+    browser.find_element(By.ID, "clear-canvas").click()
+    assert browser.execute_script(CANVAS_COUNTS) == {"120,180,240": 64 * 64}
+    ActionChains(browser).key_down(Keys.CONTROL).send_keys("z").key_up(Keys.CONTROL).perform()
+    assert browser.execute_script(CANVAS_COUNTS) == example
+    browser.find_element(By.ID, "clear-canvas").click()
+    browser.find_element(By.ID, "example-button").click()
+    wait_for(browser, lambda d: d.execute_script(CANVAS_COUNTS) == example)
+    seed = browser.find_element(By.ID, "seed")
+    seed.clear()
+    seed.send_keys("4")
+    browser.find_element(By.ID, "synthesize-button").click()
+    link = wait_for(browser, lambda d: (e := d.find_element(By.ID, "synth-download")).is_displayed() and e)
+    assert link.get_attribute("download") == "scene-seed4.png"
+    img = browser.find_element(By.ID, "synth-result")
+    assert browser.execute_script("return arguments[0].complete && arguments[0].naturalWidth", img) == 64
+
+
+@pytest.mark.skipif(bool(BROWSER_MISSING), reason=BROWSER_MISSING)
+def test_generate_a_class_in_one_click_and_again_with_its_seed(
+    browser: object, gan_server: LiveServer
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    open_model(browser, gan_server, "digits")
+    buttons = browser.find_elements(By.CSS_SELECTOR, "#gen-class-buttons .class-button")
+    assert [b.text for b in buttons] == ["zero", "one", "two"]
+    assert not browser.find_element(By.ID, "gen-class").is_displayed()  # few classes: buttons instead
+    seed = browser.find_element(By.ID, "gen-seed")
+    seed.clear()
+    seed.send_keys("11")
+    buttons[2].click()
+    wait_for(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#gen-results img")) == 8)
+    images = browser.find_elements(By.CSS_SELECTOR, "#gen-results img")
+    assert images[0].get_attribute("alt") == "generated two, 1 of 8 (seed 11)"
+    first = [i.get_attribute("src") for i in images]
+    assert buttons[2].get_attribute("aria-checked") == "true"
+    browser.find_element(By.ID, "generate-button").click()
+    wait_for(browser, lambda d: d.find_element(By.ID, "generate-button").is_enabled())
+    def shown(d: Any) -> list[str]:
+        return [i.get_attribute("src") for i in d.find_elements(By.CSS_SELECTOR, "#gen-results img")]
+
+    wait_for(browser, lambda d: shown(d) == first)
+    assert "seed 11" in browser.find_element(By.ID, "status").text
+
+
+@pytest.mark.skipif(bool(BROWSER_MISSING), reason=BROWSER_MISSING)
+def test_tabs_offer_the_tasks_the_loaded_models_can_do(browser: object, gan_server: LiveServer) -> None:
+    from selenium.webdriver.common.by import By
+
+    browser.get(gan_server.url + "/")
+    wait_for(browser, lambda d: d.execute_script("return document.body.dataset.model"))
+    tabs = {
+        t.get_attribute("data-task"): t for t in browser.find_elements(By.CSS_SELECTOR, "#tasks [role=tab]")
+    }
+    assert not tabs["stylize"].is_displayed()  # no style model here
+    for task, model in (("synthesize", "scene"), ("generate", "digits")):
+        tabs[task].click()
+        wait_for(browser, lambda d, m=model: d.execute_script("return document.body.dataset.model") == m)
+        assert tabs[task].get_attribute("aria-selected") == "true"
+        assert browser.find_element(By.ID, f"{task}-panel").is_displayed()
+        options = browser.find_elements(By.CSS_SELECTOR, "#model-select option")
+        assert [o.get_attribute("value") for o in options] == [model]
+

@@ -84,11 +84,9 @@ def test_mixing_styles_of_a_multistyle_model(browser: object, server: LiveServer
     open_model(browser, server, "multi")
     assert browser.find_element(By.ID, "alpha-row").get_attribute("hidden")  # multistyle takes no alpha
     assert browser.find_element(By.ID, "style-upload").get_attribute("hidden")
-    for style in ("a", "c"):
-        wait_for(
-            browser, lambda d, s=style: d.find_element(By.CSS_SELECTOR, f'#gallery .thumb[data-style="{s}"]')
-        )
-        browser.find_element(By.CSS_SELECTOR, f'#gallery .thumb[data-style="{style}"]').click()
+    # "a", the first style, is chosen from the start; "+" on "c" mixes it in
+    wait_for(browser, lambda d: d.find_element(By.CSS_SELECTOR, '#gallery .mix-toggle[data-style="c"]'))
+    browser.find_element(By.CSS_SELECTOR, '#gallery .mix-toggle[data-style="c"]').click()
     assert len(browser.find_elements(By.CSS_SELECTOR, "#selected-styles input.weight")) == 2
     browser.find_element(By.ID, "content-input").send_keys(str(content))
     browser.find_element(By.ID, "stylize-button").click()
@@ -101,7 +99,7 @@ def test_errors_are_shown_from_the_json_body(browser: object, server: LiveServer
     open_model(browser, server, "color")
     browser.find_element(By.ID, "stylize-button").click()
     error = wait_for(browser, lambda d: (e := d.find_element(By.ID, "error")).is_displayed() and e)
-    assert "content image" in error.text
+    assert "Choose a photo first" in error.text
     bmp = tmp_path / "content.bmp"
     bmp.write_bytes(image_bytes(32, 32, fmt="BMP"))
     browser.find_element(By.ID, "content-input").send_keys(str(bmp))

@@ -2,6 +2,7 @@
 
 # No `from __future__ import annotations`: FastAPI evaluates the route signatures.
 import hashlib
+from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -21,6 +22,7 @@ from stylenorm.server.state import StateDep
 from stylenorm.server.validation import stylize_options, unknown_style
 
 router = APIRouter(prefix="/v1")
+EXAMPLE_MAP = "example.png"  # in a spade model's folder: a label map to start painting from
 
 
 def summary(served: ServedModel) -> dict[str, Any]:
@@ -38,6 +40,12 @@ def from_gallery(served: ServedModel) -> bool:
     """Its named styles are images in its folder (else they live in the weights: multistyle)."""
     caps = family_of(served.loaded.card).capabilities(served.loaded.card)
     return bool(caps and caps.gallery)
+
+
+def example_map(served: ServedModel) -> Path | None:
+    """A synthesis model's example label map: ``example.png`` in its folder, painted in its palette."""
+    path = served.loaded.folder / EXAMPLE_MAP
+    return path if served.kind == "synthesize" and path.is_file() else None
 
 
 def has_thumbnail(served: ServedModel, style: str) -> bool:
@@ -81,6 +89,7 @@ async def model_detail(name: str, state: StateDep) -> ModelDetail:
         classes=classes,
         palette=palette,
         size=size,
+        example=f"/v1/models/{card.name}/example" if example_map(served) else None,
     )
 
 
@@ -114,8 +123,29 @@ async def thumbnail(name: str, style: str, request: Request, state: StateDep) ->
         thumbnails[key] = data
         while len(thumbnails) > 512:
             thumbnails.popitem(last=False)
+    return cached_png(data, request)
+
+
+def cached_png(data: bytes, request: Request) -> Response:
+    """A PNG that browsers may keep for an hour, revalidated by its ETag (304 when unchanged)."""
     etag = '"' + hashlib.sha256(data).hexdigest()[:32] + '"'
     headers = {"Cache-Control": "public, max-age=3600", "ETag": etag}
     if request.headers.get("if-none-match") == etag:
         return Response(status_code=304, headers=headers)
     return Response(data, media_type="image/png", headers=headers)
+
+
+@router.get(
+    "/models/{name}/example",
+    response_class=Response,
+    responses={
+        200: {"description": "a label map PNG in the model's palette", "content": {"image/png": IMAGE_SCHEMA}}
+    },
+    summary="An example label map of a synthesis model, to start painting from",
+)
+async def example(name: str, request: Request, state: StateDep) -> Response:
+    path = example_map(state.registry.get(name))
+    if path is None:
+        raise ApiError(404, "not_found", f"model {name!r} has no example label map")
+    data = await run_in_threadpool(path.read_bytes)
+    return cached_png(data, request)
