@@ -1,0 +1,73 @@
+"""scripts/digits_dataset.py: scikit-learn's digits as class folders, and the class-accuracy score."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from stylenorm import models
+from stylenorm.repository import ModelCard, save_model
+
+pytest.importorskip("sklearn")
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "digits_dataset.py"
+
+
+@pytest.fixture(scope="module")
+def script():
+    spec = importlib.util.spec_from_file_location("digits_dataset", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    assert spec.loader is not None
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_every_digit_is_written_in_its_class_folder(script, tmp_path: Path) -> None:
+    counts = script.write(tmp_path / "digits", 32)
+    assert sorted(counts) == [str(d) for d in range(10)] and sum(counts.values()) == 1797
+    files = sorted((tmp_path / "digits").rglob("*.png"))
+    assert len(files) == 1797 and not list((tmp_path / "digits").rglob("*.part"))
+    images, labels = script.digits()
+    with Image.open(tmp_path / "digits" / str(labels[5]) / "0005.png") as img:
+        assert img.mode == "RGB" and img.size == (32, 32)
+        pixels = np.asarray(img, np.float64) / 255.0
+    # dark ink on white paper, and shrinking back gives the original ink levels
+    assert pixels[0, 0].min() > 0.95 and pixels.min() < 0.2
+    assert np.abs(script.to_digit(pixels) - images[5]).mean() < 1.5
+
+
+def _cgan(folder: Path) -> Path:
+    card = ModelCard(
+        name="digits", architecture="cgan", contract={"classes": [str(d) for d in range(10)]},
+        arguments={"num_classes": 10, "z_dim": 8, "ngf": 4, "image_size": 32},
+    )
+    torch.manual_seed(0)
+    save_model(folder, card, models.weights_to_save(card, models.build(card)))
+    return folder
+
+
+def test_the_score_reads_real_digits_as_their_class_and_noise_as_chance(
+    script, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = _cgan(tmp_path / "m")
+    untrained, sheet = script.score(folder, per_class=20)
+    assert 0.85 < untrained["real_accuracy"] <= 1  # the reader's ceiling on real digits
+    assert untrained["class_accuracy"] < 0.4 and untrained["cells"] == 200
+    assert sheet.shape == (10 * 32, 8 * 32, 3)
+    # a "generator" that returns real digits of the asked class scores near the ceiling
+    images, labels = script.digits()
+
+    def real_digits(model, class_name: str, n: int, seed: int) -> torch.Tensor:
+        picks = np.flatnonzero(labels == int(class_name))[seed % 7 :][:n]
+        rgb = [np.asarray(script.render(images[i], 32), np.float32) / 255.0 for i in picks]
+        return torch.from_numpy(np.stack(rgb)).permute(0, 3, 1, 2)
+
+    import stylenorm.inference.synthesize as synthesize
+
+    monkeypatch.setattr(synthesize, "generate", real_digits)
+    perfect, _ = script.score(folder, per_class=20)
+    assert perfect["class_accuracy"] > 0.85
