@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: run test stress lint bench browser clean
+.PHONY: run test stress lint bench browser image-test clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,11 @@ bench: $(STAMP)
 	$(BIN)/python bench/norms.py
 	$(BIN)/python bench/style.py
 	$(BIN)/python bench/serve.py
+
+# Build the CPU image and run it end to end with podman or docker (not part of `make test`: it downloads
+# torch into the image, minutes to tens of minutes); docs/deploy.md has what it measured.
+image-test:
+	bash scripts/image_test.sh
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

@@ -31,9 +31,10 @@ class Instruction:
 
 @dataclass
 class Stage:
-    base: str
+    base: str  # the FROM image, global ARGs replaced by their defaults
     name: str | None
     instructions: list[Instruction] = field(default_factory=list)
+    written: str = ""  # the FROM image as written (e.g. ${BASE_IMAGE})
 
     def all(self, keyword: str) -> list[Instruction]:
         return [i for i in self.instructions if i.keyword == keyword]
@@ -81,14 +82,19 @@ def logical_lines(text: str) -> list[tuple[int, str]]:
 def parse_dockerfile(path: Path) -> list[Stage]:
     """The stages of a Dockerfile, in order."""
     stages: list[Stage] = []
+    global_args: dict[str, str] = {}  # ARGs before the first FROM: what FROM lines may use
     for line, text in logical_lines(path.read_text()):
         keyword, _, args = text.partition(" ")
         inst = Instruction(keyword.upper(), args.strip(), line)
-        if inst.keyword == "FROM":
+        if inst.keyword == "ARG" and not stages:
+            key, _, default = inst.args.partition("=")
+            global_args[key.strip()] = default.strip().strip('"')
+        elif inst.keyword == "FROM":
             words = inst.args.split()
             words = [w for w in words if not w.startswith("--platform")]
             name = words[2] if len(words) == 3 and words[1].upper() == "AS" else None
-            stages.append(Stage(words[0], name))
+            base = re.sub(r"\$\{?(\w+)\}?", lambda m: global_args.get(m.group(1), m.group(0)), words[0])
+            stages.append(Stage(base, name, written=words[0]))
         else:
             assert stages, f"{path.name}:{line}: {inst.keyword} before the first FROM"
             stages[-1].instructions.append(inst)
