@@ -35,9 +35,14 @@ MIRROR=${MIRROR:-http://deb.debian.org/debian}
 HOST_CA=${HOST_CA:-/etc/ssl/certs/ca-certificates.crt}
 mkdir -p "$OUT"
 
+BUILD_FORMAT=()
+HEALTHCHECK_FIELD='{{json .Config.Healthcheck}}'
 if command -v podman > /dev/null; then
+    # shellcheck disable=SC2086
     ENGINE=(podman ${PODMAN_FLAGS:---runtime runc --cgroup-manager cgroupfs})
     ENGINE_NAME="podman $(podman --version | awk '{print $3}')"
+    BUILD_FORMAT=(--format docker)  # the OCI image format has no HEALTHCHECK: podman would drop it
+    HEALTHCHECK_FIELD='{{json .HealthCheck}}'
 elif command -v docker > /dev/null; then
     ENGINE=(docker)
     ENGINE_NAME="docker $(docker version --format '{{.Server.Version}}' 2> /dev/null || echo '?')"
@@ -89,7 +94,8 @@ fi
 # ---- 2. build the CPU image
 log "build docker/Dockerfile.cpu (BASE_IMAGE=$BASE) with $ENGINE_NAME"
 start=$(now)
-"${ENGINE[@]}" build "${RUN[@]}" --build-arg "BASE_IMAGE=$BASE" -f docker/Dockerfile.cpu -t "$TAG" . \
+"${ENGINE[@]}" build "${BUILD_FORMAT[@]}" "${RUN[@]}" --build-arg "BASE_IMAGE=$BASE" -f docker/Dockerfile.cpu \
+    -t "$TAG" . \
     > "$OUT/build.log" 2>&1 || { tail -30 "$OUT/build.log"; fail "the build"; }
 BUILD_S=$(since "$start")
 SIZE=$("${ENGINE[@]}" image inspect --format '{{.Size}}' "$TAG")
@@ -97,7 +103,8 @@ echo "built in ${BUILD_S} s; $(python3 -c "print(f'{$SIZE / 1e9:.2f}')") GB"
 
 if [ "$GPU_BUILDER" = 1 ]; then
     log "build the GPU Dockerfile's builder stage (BASE_IMAGE=$BASE: apt python3, the venv, torch, the project)"
-    "${ENGINE[@]}" build "${RUN[@]}" --build-arg "BASE_IMAGE=$BASE" -f docker/Dockerfile --target builder \
+    "${ENGINE[@]}" build "${BUILD_FORMAT[@]}" "${RUN[@]}" --build-arg "BASE_IMAGE=$BASE" -f docker/Dockerfile \
+        --target builder \
         -t localhost/stylenorm:gpu-builder-test . > "$OUT/build-gpu.log" 2>&1 \
         || { tail -30 "$OUT/build-gpu.log"; fail "the GPU builder stage"; }
     echo "the GPU builder stage builds"
@@ -115,6 +122,8 @@ COMMAND=()
 "${ENGINE[@]}" run -d --name "$NAME" "${RUN[@]}" --read-only --tmpfs /tmp:rw,size=256m \
     -v "$VOLUME:/models" "$TAG" "${COMMAND[@]}" > /dev/null
 URL="http://127.0.0.1:$PORT"
+"${ENGINE[@]}" image inspect --format "$HEALTHCHECK_FIELD" "$TAG" | grep -q healthz \
+    || fail "the image carries no HEALTHCHECK"
 health=""
 for _ in $(seq 1 240); do
     # podman runs a HEALTHCHECK by its systemd timer; without systemd, run it by hand (the same command)
