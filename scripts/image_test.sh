@@ -181,6 +181,9 @@ if "${ENGINE[@]}" exec "$NAME" python -c "open('/opt/venv/x', 'w')" 2> /dev/null
     fail "the root filesystem took a write"
 fi
 echo "runs as uid $uid; the root filesystem refuses writes"
+VENV_MB=$("${ENGINE[@]}" exec "$NAME" du -sm /opt/venv | cut -f1)
+TRITON=$("${ENGINE[@]}" exec "$NAME" python -c "import importlib.util as u; print(u.find_spec('triton') is not None)")
+echo "venv ${VENV_MB} MB; triton installed: $TRITON"
 
 # ---- 6. SIGTERM: a clean exit within the grace period
 log "SIGTERM"
@@ -197,6 +200,7 @@ python3 - "$OUT/report.json" <<EOF
 import json, sys
 report = {"engine": "$ENGINE_NAME", "base": "$BASE", "image": "$TAG", "size_bytes": $SIZE,
           "build_s": $BUILD_S, "healthy_s": $HEALTHY_S, "ready_s": $READY_S, "stop_s": $STOP_S,
+          "venv_mb": $VENV_MB, "triton": "$TRITON",
           "generate": "$GENERATE", "gpu_builder": bool($GPU_BUILDER)}
 json.dump(report, open(sys.argv[1], "w"), indent=2)
 print(json.dumps(report, indent=2))
