@@ -71,3 +71,34 @@ def test_the_score_reads_real_digits_as_their_class_and_noise_as_chance(
     monkeypatch.setattr(synthesize, "generate", real_digits)
     perfect, _ = script.score(folder, per_class=20)
     assert perfect["class_accuracy"] > 0.85
+
+
+def test_a_gan_folder_can_ship_its_raw_generator(script, tmp_path: Path) -> None:
+    """scripts/generator_from_checkpoint.py: the run's G replaces the moving average the trainer wrote."""
+    from stylenorm.train import make_config, train
+    from stylenorm.train.checkpoint import load_latest_intact
+
+    data = tmp_path / "digits"
+    script.write(data, 32)
+    cfg = make_config("cgan", {
+        "data": data, "out": tmp_path / "m", "run_dir": tmp_path / "run", "steps": 2, "batch_size": 4,
+        "image_size": 32, "ngf": 4, "ndf": 8, "z_dim": 8, "n_dis": 1, "ema": 0.9, "flip": False,
+        "workers": 0, "log_every": 1, "sample_every": 2, "checkpoint_every": 2, "encoder": "random",
+    })
+    train(cfg)
+    tool_path = SCRIPT.parent / "generator_from_checkpoint.py"
+    spec = importlib.util.spec_from_file_location("g_from_ckpt", tool_path)
+    tool = importlib.util.module_from_spec(spec)
+    assert spec.loader is not None
+    spec.loader.exec_module(tool)
+    averaged = models.load(tmp_path / "m").module.state_dict()
+    tool.main([str(tmp_path / "run"), str(tmp_path / "m"), "--module", "G", "--why", "test"])
+    shipped = models.load(tmp_path / "m")
+    _, ckpt = load_latest_intact(tmp_path / "run" / "checkpoints")
+    raw = {k[2:]: v for k, v in ckpt.model.items() if k.startswith("G.")}
+    state = shipped.module.state_dict()
+    assert all(torch.equal(state[k], raw[k].to(state[k].dtype)) for k in raw)
+    assert any(not torch.equal(state[k], averaged[k]) for k in raw)  # the average differed
+    assert shipped.card.provenance["shipped_module"]["module"] == "G"
+    with pytest.raises(SystemExit, match="no module 'nope'"):
+        tool.main([str(tmp_path / "run"), str(tmp_path / "m"), "--module", "nope"])
