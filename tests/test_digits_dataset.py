@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -12,18 +11,14 @@ from PIL import Image
 
 from stylenorm import models
 from stylenorm.repository import ModelCard, save_model
+from tests.scripts import load_script
 
 pytest.importorskip("sklearn")
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "digits_dataset.py"
 
 
 @pytest.fixture(scope="module")
 def script():
-    spec = importlib.util.spec_from_file_location("digits_dataset", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    assert spec.loader is not None
-    spec.loader.exec_module(module)
-    return module
+    return load_script("digits_dataset")
 
 
 def test_every_digit_is_written_in_its_class_folder(script, tmp_path: Path) -> None:
@@ -86,11 +81,7 @@ def test_a_gan_folder_can_ship_its_raw_generator(script, tmp_path: Path) -> None
         "workers": 0, "log_every": 1, "sample_every": 2, "checkpoint_every": 2, "encoder": "random",
     })
     train(cfg)
-    tool_path = SCRIPT.parent / "generator_from_checkpoint.py"
-    spec = importlib.util.spec_from_file_location("g_from_ckpt", tool_path)
-    tool = importlib.util.module_from_spec(spec)
-    assert spec.loader is not None
-    spec.loader.exec_module(tool)
+    tool = load_script("generator_from_checkpoint")
     averaged = models.load(tmp_path / "m").module.state_dict()
     tool.main([str(tmp_path / "run"), str(tmp_path / "m"), "--module", "G", "--why", "test"])
     shipped = models.load(tmp_path / "m")

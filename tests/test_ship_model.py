@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -12,16 +11,11 @@ from PIL import Image
 
 from stylenorm import models
 from stylenorm.repository import ModelCard, read_card, save_model
-
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "ship_model.py"
+from tests.scripts import load_script
 
 
 def _ship_module():
-    spec = importlib.util.spec_from_file_location("ship_model", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    assert spec.loader is not None
-    spec.loader.exec_module(module)
-    return module
+    return load_script("ship_model")
 
 
 @pytest.fixture

@@ -19,6 +19,7 @@ from stylenorm.evaluation.metrics import relative_style_distance, ssim
 from stylenorm.inference.stylize import named_style, stylize
 from stylenorm.inference.synthesize import colorize_labels, model_palette, synthesize
 from stylenorm.repository import read_card
+from tests.scripts import load_script
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = REPO / "models"
@@ -82,13 +83,8 @@ def test_the_scene_model_paints_a_held_out_layout_like_the_real_scene() -> None:
 def test_the_digits_model_draws_the_digit_it_is_asked_for() -> None:
     """Read back by a classifier trained on real digits (scripts/digits_dataset.py --score)."""
     pytest.importorskip("sklearn")
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("digits_dataset", REPO / "scripts" / "digits_dataset.py")
-    script = importlib.util.module_from_spec(spec)
-    assert spec.loader is not None
-    spec.loader.exec_module(script)
-    summary, _ = script.score(SHIPPED / "digits", per_class=20, seed=5)  # draws the card's score did not use
+    # seed 5: other draws than the card's score took
+    summary, _ = load_script("digits_dataset").score(SHIPPED / "digits", per_class=20, seed=5)
     assert summary["class_accuracy"] > 0.5, summary
     assert min(summary["per_class"].values()) > 0.1, summary["per_class"]  # no class left out
 

@@ -54,6 +54,17 @@ def gan_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]
         yield s
 
 
+CANVAS_COUNTS = """
+const ctx = document.getElementById('label-canvas').getContext('2d');
+const d = ctx.getImageData(0, 0, 64, 64).data, out = {};
+for (let i = 0; i < d.length; i += 4) {
+    const k = d[i] + ',' + d[i + 1] + ',' + d[i + 2];
+    out[k] = (out[k] || 0) + 1;
+}
+return out;
+"""
+
+
 def _label_png(ids: np.ndarray, colour: bool = True, fmt: str = "PNG") -> bytes:
     img = (
         Image.fromarray(np.asarray(PALETTE, np.uint8)[ids], "RGB")
@@ -201,15 +212,7 @@ def test_paint_a_label_map_and_synthesize_in_the_browser(browser: object, gan_se
     browser.find_element(By.CSS_SELECTOR, 'input[name="tool"][value="fill"]').click()
     chips[1].click()  # grass, flood-filled into the sky region
     ActionChains(browser).move_to_element_with_offset(canvas, 0, -h // 3).click().perform()
-    counts = browser.execute_script("""
-        const ctx = document.getElementById('label-canvas').getContext('2d');
-        const d = ctx.getImageData(0, 0, 64, 64).data, out = {};
-        for (let i = 0; i < d.length; i += 4) {
-            const k = d[i] + ',' + d[i + 1] + ',' + d[i + 2];
-            out[k] = (out[k] || 0) + 1;
-        }
-        return out;
-    """)
+    counts = browser.execute_script(CANVAS_COUNTS)
     assert set(counts) == {"60,160,70", "30,60,160"}, counts  # only palette colours: grass and water
     assert counts["30,60,160"] > 150  # one continuous stroke across half the canvas, not two dots
     browser.find_element(By.ID, "seed").send_keys("3")
@@ -246,15 +249,6 @@ def test_the_page_lists_generated_images(browser: object, gan_server: LiveServer
     wait_for(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#gen-results img")) == 3)
 
 
-CANVAS_COUNTS = """
-const ctx = document.getElementById('label-canvas').getContext('2d');
-const d = ctx.getImageData(0, 0, 64, 64).data, out = {};
-for (let i = 0; i < d.length; i += 4) {
-    const k = d[i] + ',' + d[i + 1] + ',' + d[i + 2];
-    out[k] = (out[k] || 0) + 1;
-}
-return out;
-"""
 
 
 def test_a_synthesis_model_serves_its_example_map(gan_server: LiveServer) -> None:
