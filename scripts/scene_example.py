@@ -22,15 +22,16 @@ from stylenorm.models import load
 from stylenorm.repository import atomic_write
 
 
-def example_map(folder: Path, seed: int) -> tuple[torch.Tensor, int]:
-    """(labels (H, W), the seed used): the first layout from seed on that uses every class of the model."""
+def example_map(folder: Path, seed: int) -> tuple[torch.Tensor, int, list[list[int]]]:
+    """(labels (H, W), the seed used, the model's palette): the first layout from seed on that uses every
+    class of the model."""
     model = load(folder)
     palette = model_palette(model)
     size = native_size(model)
     for s in range(seed, seed + 200):
         labels, _ = make_scene(size, s)
         if len(labels.unique()) == len(palette):
-            return labels, s
+            return labels, s, palette
     raise SystemExit(f"no layout with all {len(palette)} classes in seeds {seed}..{seed + 199}")
 
 
@@ -39,9 +40,8 @@ def main() -> None:
     parser.add_argument("folder", type=Path, help="the spade model folder (models/scenes)")
     parser.add_argument("--seed", type=int, default=1_000_003, help="first layout seed to try")
     args = parser.parse_args()
-    labels, seed = example_map(args.folder, args.seed)
-    palette = tuple(tuple(c) for c in model_palette(load(args.folder)))
-    image = colorize(labels, palette).unsqueeze(0)  # type: ignore[arg-type]
+    labels, seed, palette = example_map(args.folder, args.seed)
+    image = colorize(labels, tuple(tuple(c) for c in palette)).unsqueeze(0)  # type: ignore[arg-type]
     atomic_write(args.folder / "example.png", lambda tmp: save_image(image, tmp, "png"))
     print(f"wrote {args.folder / 'example.png'} (layout seed {seed}, {tuple(labels.shape)})")
 

@@ -310,14 +310,15 @@ def open_model(driver: Any, server: LiveServer, model: str) -> None:
     assert picked.get_attribute("value") == model
 
 
-def result_size(driver: Any) -> tuple[int, int]:
-    """Wait for the page's result image to load; its natural (width, height)."""
+def result_size(driver: Any, element_id: str = "result") -> tuple[int, int]:
+    """Wait for a result image of the page (the stylized one by default) to load; its natural
+    (width, height)."""
     from selenium.webdriver.common.by import By
 
     img = wait_for(
         driver,
         lambda d: (
-            (e := d.find_element(By.ID, "result")).is_displayed()
+            (e := d.find_element(By.ID, element_id)).is_displayed()
             and d.execute_script("return arguments[0].complete && arguments[0].naturalWidth", e)
             and e
         ),

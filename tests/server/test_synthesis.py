@@ -23,6 +23,7 @@ from tests.server.conftest import (
     image_bytes,
     live_server,
     open_model,
+    result_size,
     wait_for,
     with_declared_size,
 )
@@ -217,18 +218,7 @@ def test_paint_a_label_map_and_synthesize_in_the_browser(browser: object, gan_se
     assert counts["30,60,160"] > 150  # one continuous stroke across half the canvas, not two dots
     browser.find_element(By.ID, "seed").send_keys("3")
     browser.find_element(By.ID, "synthesize-button").click()
-    img = wait_for(
-        browser,
-        lambda d: (
-            (e := d.find_element(By.ID, "synth-result")).is_displayed()
-            and d.execute_script("return arguments[0].complete && arguments[0].naturalWidth", e)
-            and e
-        ),
-    )
-    assert browser.execute_script("return [arguments[0].naturalWidth, arguments[0].naturalHeight]", img) == [
-        64,
-        64,
-    ]
+    assert result_size(browser, "synth-result") == (64, 64)
     assert browser.find_element(By.ID, "synth-seed").text == "seed 3"
     assert browser.find_element(By.ID, "error").get_attribute("hidden")
     shot = os.environ.get("STYLENORM_SCREENSHOT_SYNTH")
@@ -308,8 +298,7 @@ def test_paint_from_the_example_map_with_undo_and_download(browser: object, gan_
     browser.find_element(By.ID, "synthesize-button").click()
     link = wait_for(browser, lambda d: (e := d.find_element(By.ID, "synth-download")).is_displayed() and e)
     assert link.get_attribute("download") == "scene-seed4.png"
-    img = browser.find_element(By.ID, "synth-result")
-    assert browser.execute_script("return arguments[0].complete && arguments[0].naturalWidth", img) == 64
+    assert result_size(browser, "synth-result")[0] == 64
 
 
 @pytest.mark.skipif(bool(BROWSER_MISSING), reason=BROWSER_MISSING)

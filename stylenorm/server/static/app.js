@@ -15,12 +15,11 @@
     model: null,          // GET /v1/models/{name}
     selected: [],         // chosen styles: {kind: "name", name, url} | {kind: "file", file, url}, each with a weight
     content: null,        // the content File (a sample, an upload, a drop or a paste)
-    contentUrl: null,
+    urls: {},             // object URLs the page shows, by slot (content, synth): swapUrl frees the old one
     run: null,            // the AbortController of the request in flight
     history: [],          // {resultUrl, contentUrl, caption, filename, width, height}
     current: null,        // the history entry on show
     paint: null,          // spade canvas state
-    synthUrl: null,
   };
 
   // ----------------------------------------------------------------------------- API calls
@@ -106,6 +105,12 @@
   }
 
   function setStatus(text) { $("status").textContent = text; }
+
+  function swapUrl(slot, blob) {
+    if (state.urls[slot]) URL.revokeObjectURL(state.urls[slot]);
+    state.urls[slot] = blob ? URL.createObjectURL(blob) : null;
+    return state.urls[slot];
+  }
 
   // ----------------------------------------------------------------------------- progress
 
@@ -287,15 +292,13 @@
       return;
     }
     state.content = file;
-    if (state.contentUrl) URL.revokeObjectURL(state.contentUrl);
-    state.contentUrl = URL.createObjectURL(file);
     state.current = null;
     const img = $("content-preview");
     img.onload = () => {
       $("content-size").textContent = `photo ${img.naturalWidth}×${img.naturalHeight}`;
       $("compare").style.aspectRatio = `${img.naturalWidth} / ${img.naturalHeight}`;
     };
-    img.src = state.contentUrl;
+    img.src = swapUrl("content", file);
     img.hidden = false;
     $("result").hidden = true;
     $("compare-row").hidden = true;
@@ -309,8 +312,7 @@
 
   function setupStylize(model) {
     const o = model.options;
-    for (const s of state.selected) if (s.kind === "file") URL.revokeObjectURL(s.url);
-    state.selected = [];
+    clearSelected();
     $("style-box").hidden = o.max_styles === 0;
     $("style-upload").hidden = !o.uploaded_styles;
     $("alpha-row").hidden = !o.alpha;
@@ -331,6 +333,12 @@
       state.selected = [{ kind: "name", name: model.styles[0], weight: 1, url: null }];
     }
     renderSelected();
+  }
+
+  // forget the chosen styles, freeing the object URLs of uploaded ones
+  function clearSelected() {
+    for (const s of state.selected) if (s.kind === "file") URL.revokeObjectURL(s.url);
+    state.selected = [];
   }
 
   function mixable() {
@@ -419,8 +427,7 @@
       return;
     }
     // like a thumbnail, an upload is applied alone; several files at once are a mix where the model mixes
-    for (const s of state.selected) if (s.kind === "file") URL.revokeObjectURL(s.url);
-    state.selected = [];
+    clearSelected();
     for (const file of images.slice(0, mixable() ? maxStyles() : 1)) {
       state.selected.push({ kind: "file", file, weight: 1, url: URL.createObjectURL(file) });
     }
@@ -857,14 +864,12 @@
     const run = new AbortController();
     const response = await api("/v1/synthesize", { method: "POST", body: form }, retrying(run, setStatus));
     const img = $("synth-result");
-    if (state.synthUrl) URL.revokeObjectURL(state.synthUrl);
-    state.synthUrl = URL.createObjectURL(await response.blob());
-    img.src = state.synthUrl;
+    img.src = swapUrl("synth", await response.blob());
     img.hidden = false;
     const used = response.headers.get("X-Seed") || "?";
     $("synth-seed").textContent = `seed ${used}`;
     const link = $("synth-download");
-    link.href = state.synthUrl;
+    link.href = img.src;
     link.download = `${state.model.name}-seed${used}.png`;
     link.hidden = false;
     setStatus("Done.");
